@@ -1,0 +1,187 @@
+//! The retry policy: capped exponential backoff with jitter, as a value the state machine owns.
+//!
+//! Delay `n` (counting from 0) is drawn uniformly from `[floor, min(cap, initial × 2ⁿ)]`:
+//! full jitter above a small floor, so a thousand clients that lost the same API server spread
+//! their retries over the whole window, and none of them retries in a hot loop. A server's
+//! `Retry-After` is a lower bound (itself capped), with up to a second of jitter on top.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// Backoff settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BackoffPolicy {
+    /// The upper bound of the first delay.
+    pub initial: Duration,
+    /// No delay is shorter (except when the policy is all zeros, for tests).
+    pub floor: Duration,
+    /// No delay is longer, Retry-After included.
+    pub cap: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_secs(1),
+            floor: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The backoff state: how many failures in a row, and a random source.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    policy: BackoffPolicy,
+    failures: u32,
+    rng: Rng,
+}
+
+impl Backoff {
+    pub(crate) fn new(policy: BackoffPolicy, seed: u64) -> Backoff {
+        Backoff {
+            policy,
+            failures: 0,
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// Failures since the last reset.
+    #[cfg(test)]
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The delay before the next attempt after one more failure.
+    pub(crate) fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let p = self.policy;
+        let exp = self.failures.min(31);
+        self.failures = self.failures.saturating_add(1);
+        let ceiling = p
+            .initial
+            .checked_mul(1u32 << exp)
+            .unwrap_or(p.cap)
+            .min(p.cap)
+            .max(p.floor);
+        let jittered = p.floor + self.rng.below(ceiling - p.floor);
+        match retry_after {
+            Some(wait) => {
+                let spread = self.rng.below(Duration::from_secs(1).min(p.cap));
+                jittered.max(wait.min(p.cap) + spread).min(p.cap)
+            }
+            None => jittered,
+        }
+    }
+
+    /// A healthy period ended the run of failures: start again from the first delay.
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// xorshift64*: small, fast, good enough for jitter. Not for anything secret.
+#[derive(Debug)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// A seed that differs per process and per call.
+    pub(crate) fn entropy() -> u64 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        );
+        h.finish()
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[0, bound]` at nanosecond resolution.
+    pub(crate) fn below(&mut self, bound: Duration) -> Duration {
+        let nanos = bound.as_nanos().min(u64::MAX as u128) as u64;
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.next_u64() % (nanos + 1).max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn first_delay_is_between_half_a_second_and_a_second() {
+        for seed in 0..1000 {
+            let d = Backoff::new(BackoffPolicy::default(), seed).next_delay(None);
+            assert!(d >= secs(0.5) && d <= secs(1.0), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn delays_grow_then_stay_under_the_cap_for_every_seed() {
+        for seed in 0..500 {
+            let mut b = Backoff::new(BackoffPolicy::default(), seed);
+            for n in 0..40u32 {
+                let d = b.next_delay(None);
+                let ceiling = secs(2f64.powi(n.min(10) as i32))
+                    .min(secs(30.0))
+                    .max(secs(0.5));
+                assert!(d >= secs(0.5), "attempt {n}: {d:?} under the floor");
+                assert!(d <= ceiling, "attempt {n}: {d:?} over {ceiling:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_delays_over_the_window() {
+        let mut b = Backoff::new(BackoffPolicy::default(), 7);
+        for _ in 0..6 {
+            b.next_delay(None);
+        }
+        let delays: Vec<Duration> = (0..200).map(|_| b.next_delay(None)).collect();
+        let min = delays.iter().min().copied().unwrap_or_default();
+        let max = delays.iter().max().copied().unwrap_or_default();
+        assert!(min < secs(8.0) && max > secs(22.0), "{min:?}..{max:?}");
+    }
+
+    #[test]
+    fn reset_starts_again_from_the_first_delay() {
+        let mut b = Backoff::new(BackoffPolicy::default(), 3);
+        for _ in 0..10 {
+            b.next_delay(None);
+        }
+        b.reset();
+        assert_eq!(b.failures(), 0);
+        assert!(b.next_delay(None) <= secs(1.0));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        for seed in 0..200 {
+            let mut b = Backoff::new(BackoffPolicy::default(), seed);
+            let d = b.next_delay(Some(secs(5.0)));
+            assert!(d >= secs(5.0) && d <= secs(6.0), "{d:?}");
+            let d = b.next_delay(Some(secs(3600.0)));
+            assert!(d <= secs(30.0) && d >= secs(29.0), "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Round-robin picking over the current snapshot without a lock on the hot path.
+//!
+//! `pick()` reads the snapshot version from an atomic. Each thread caches, per resolver, the
+//! addresses of the version it saw last; only when the version moved does it take the read
+//! lock once to refresh. So the steady state is one atomic load, one `fetch_add` and an index,
+//! and the watcher never waits for pickers (nor they for it, beyond one refresh).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::publish::Shared;
+
+/// Picks addresses of the current snapshot in turn.
+///
+/// `Clone + Send + Sync`; clones share the rotation. `pick()` sees a newly published snapshot
+/// on its next call and returns `None` while the Service has no ready address.
+///
+/// ```
+/// # fn demo(resolver: &kuberesolver::Resolver) {
+/// let picker = resolver.picker();
+/// if let Some(addr) = picker.pick() {
+///     // connect to addr
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Picker {
+    shared: Arc<Shared>,
+    cursor: Arc<AtomicUsize>,
+}
+
+/// How many resolvers one thread caches addresses for. More are served, just with more
+/// refreshes; the bound keeps a thread from holding the addresses of resolvers long dropped.
+const CACHE_SLOTS: usize = 8;
+
+struct Slot {
+    resolver: u64,
+    version: u64,
+    addresses: Arc<[SocketAddr]>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Picker {
+    pub(crate) fn new(shared: Arc<Shared>) -> Picker {
+        Picker {
+            shared,
+            cursor: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The next address in turn, or `None` when there is none.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        let version = self.shared.version();
+        let id = self.shared.id();
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let index = match cache.iter().position(|s| s.resolver == id) {
+                Some(i) => i,
+                None => {
+                    if cache.len() >= CACHE_SLOTS {
+                        cache.remove(0);
+                    }
+                    cache.push(Slot {
+                        resolver: id,
+                        version: u64::MAX,
+                        addresses: Arc::from(Vec::new()),
+                    });
+                    cache.len() - 1
+                }
+            };
+            let slot = &mut cache[index];
+            if slot.version != version {
+                let snapshot = self.shared.current();
+                slot.version = snapshot.version();
+                slot.addresses = snapshot.addresses().shared().clone();
+            }
+            let len = slot.addresses.len();
+            if len == 0 {
+                return None;
+            }
+            let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
+            slot.addresses.get(turn % len).copied()
+        })
+    }
+}
+
+impl std::fmt::Debug for Picker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Picker")
+            .field("version", &self.shared.version())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Endpoint;
+
+    fn publish(shared: &Shared, last_octets: &[u8]) {
+        shared.publish(
+            last_octets
+                .iter()
+                .map(|o| Endpoint::bare(SocketAddr::from(([10, 0, 0, *o], 80))))
+                .collect(),
+        );
+    }
+
+    #[test]
+    fn picks_none_when_empty_and_round_robins_over_the_snapshot() {
+        let shared = Arc::new(Shared::new());
+        let picker = Picker::new(shared.clone());
+        assert_eq!(picker.pick(), None);
+        publish(&shared, &[1, 2, 3]);
+        let picks: Vec<u8> = (0..6)
+            .filter_map(|_| picker.pick())
+            .map(|a| match a.ip() {
+                std::net::IpAddr::V4(v4) => v4.octets()[3],
+                std::net::IpAddr::V6(_) => 0,
+            })
+            .collect();
+        assert_eq!(picks, [1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn sees_a_new_snapshot_on_the_next_call() {
+        let shared = Arc::new(Shared::new());
+        let picker = Picker::new(shared.clone());
+        publish(&shared, &[1]);
+        assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 1], 80))));
+        publish(&shared, &[9]);
+        assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 9], 80))));
+        publish(&shared, &[]);
+        assert_eq!(picker.pick(), None);
+    }
+
+    #[test]
+    fn pickers_of_different_resolvers_on_one_thread_do_not_mix() {
+        let a = Arc::new(Shared::new());
+        let b = Arc::new(Shared::new());
+        publish(&a, &[1]);
+        publish(&b, &[2]);
+        let (pa, pb) = (Picker::new(a), Picker::new(b));
+        for _ in 0..3 {
+            assert_eq!(pa.pick(), Some(SocketAddr::from(([10, 0, 0, 1], 80))));
+            assert_eq!(pb.pick(), Some(SocketAddr::from(([10, 0, 0, 2], 80))));
+        }
+    }
+
+    #[test]
+    fn picks_are_spread_evenly_across_threads() {
+        let shared = Arc::new(Shared::new());
+        publish(&shared, &[1, 2, 3, 4]);
+        let picker = Picker::new(shared);
+        let counts = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let p = picker.clone();
+                    s.spawn(move || (0..1000).filter_map(|_| p.pick()).collect::<Vec<_>>())
+                })
+                .collect();
+            let mut counts = std::collections::HashMap::new();
+            for h in handles {
+                for a in h.join().unwrap_or_default() {
+                    *counts.entry(a).or_insert(0) += 1;
+                }
+            }
+            counts
+        });
+        assert_eq!(counts.len(), 4);
+        assert!(counts.values().all(|c| *c == 1000), "{counts:?}");
+    }
+}

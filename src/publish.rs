@@ -1,0 +1,334 @@
+//! Publishing: the current snapshot, its subscribers, and the status, shared between the
+//! watcher thread (the only writer) and any number of readers.
+//!
+//! The current snapshot sits behind an `RwLock` that is held only to clone or swap an `Arc`.
+//! Each subscriber has a bounded(1) channel: publishing replaces a snapshot the subscriber has
+//! not read yet (latest wins), never blocks, and forgets subscribers whose [`Updates`] was
+//! dropped.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::snapshot::{Endpoint, Snapshot};
+use crate::{Error, ErrorKind, Status};
+
+/// A stream of snapshots: each new one, latest wins.
+///
+/// Derefs to a [`crossbeam_channel::Receiver<Snapshot>`], so `recv()`, `recv_timeout(d)`,
+/// `try_recv()`, `iter()` and `crossbeam_channel::select!` all work. A subscriber that never
+/// reads holds at most one pending snapshot, the newest. The stream starts with the current
+/// snapshot when the resolver has one, and ends when the resolver is dropped.
+///
+/// ```
+/// # fn demo(resolver: &kuberesolver::Resolver) {
+/// use std::time::Duration;
+///
+/// let updates = resolver.updates();
+/// while let Ok(snapshot) = updates.recv_timeout(Duration::from_secs(60)) {
+///     println!("v{}: {:?}", snapshot.version(), snapshot.addresses());
+/// }
+/// # }
+/// ```
+pub struct Updates {
+    rx: Receiver<Snapshot>,
+    _alive: Arc<()>,
+}
+
+impl Deref for Updates {
+    type Target = Receiver<Snapshot>;
+    fn deref(&self) -> &Receiver<Snapshot> {
+        &self.rx
+    }
+}
+
+impl<'a> IntoIterator for &'a Updates {
+    type Item = Snapshot;
+    type IntoIter = crossbeam_channel::Iter<'a, Snapshot>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.rx.iter()
+    }
+}
+
+impl std::fmt::Debug for Updates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updates")
+            .field("pending", &self.rx.len())
+            .finish()
+    }
+}
+
+struct Subscriber {
+    tx: Sender<Snapshot>,
+    /// Our own handle on the channel, to drop an unread snapshot when a newer one comes.
+    drain: Receiver<Snapshot>,
+    alive: Weak<()>,
+    /// The newest version offered, so a snapshot is never offered twice.
+    offered: u64,
+}
+
+/// State shared by a resolver, its watcher thread, its pickers and subscribers.
+pub(crate) struct Shared {
+    current: RwLock<Snapshot>,
+    /// The current snapshot's version, readable without a lock (for the picker).
+    version: AtomicU64,
+    subscribers: Mutex<Vec<Subscriber>>,
+    status: Mutex<Status>,
+    changed: Condvar,
+    id: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; if something did, the data is still valid.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new() -> Shared {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Shared {
+            current: RwLock::new(Snapshot::unresolved()),
+            version: AtomicU64::new(0),
+            subscribers: Mutex::new(Vec::new()),
+            status: Mutex::new(Status::new()),
+            changed: Condvar::new(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn current(&self) -> Snapshot {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publish `endpoints` if they differ from the current snapshot, or if nothing was
+    /// published yet. Returns the new snapshot when one was published.
+    pub(crate) fn publish(&self, endpoints: Vec<Endpoint>) -> Option<Snapshot> {
+        let current = self.current();
+        if current.version() > 0 && current.same_endpoints(&endpoints) {
+            return None;
+        }
+        let snapshot = Snapshot::new(current.version() + 1, endpoints);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+        self.version.store(snapshot.version(), Ordering::Release);
+        {
+            let mut status = lock(&self.status);
+            status.resolved = true;
+            status.version = snapshot.version();
+            status.endpoints = snapshot.len();
+            status.last_update = snapshot.published_at();
+            status.counters.publishes += 1;
+        }
+        self.changed.notify_all();
+        lock(&self.subscribers).retain_mut(|s| offer(s, snapshot.clone()));
+        Some(snapshot)
+    }
+
+    pub(crate) fn subscribe(&self) -> Updates {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let alive = Arc::new(());
+        let mut subscriber = Subscriber {
+            tx,
+            drain: rx.clone(),
+            alive: Arc::downgrade(&alive),
+            offered: 0,
+        };
+        let mut subscribers = lock(&self.subscribers);
+        let stopped = lock(&self.status).stopped;
+        if !stopped {
+            let current = self.current();
+            if current.version() > 0 {
+                offer(&mut subscriber, current);
+            }
+            subscribers.push(subscriber);
+        }
+        Updates { rx, _alive: alive }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn subscriber_count(&self) -> usize {
+        let mut subscribers = lock(&self.subscribers);
+        subscribers.retain(|s| s.alive.strong_count() > 0);
+        subscribers.len()
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// Change the status under its lock.
+    pub(crate) fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut lock(&self.status));
+    }
+
+    /// Record a failure: status only, never a publish.
+    pub(crate) fn record_error(&self, error: Error) {
+        {
+            let mut status = lock(&self.status);
+            status.counters.errors += 1;
+            status.last_error = Some(error);
+            status.last_error_at = Some(SystemTime::now());
+        }
+        self.changed.notify_all();
+    }
+
+    /// The watcher stopped: end every subscription and wake `wait_ready`.
+    pub(crate) fn stop(&self) {
+        lock(&self.status).stopped = true;
+        lock(&self.subscribers).clear();
+        self.changed.notify_all();
+    }
+
+    /// The first snapshot, or why there is none after `timeout`.
+    pub(crate) fn wait_ready(&self, timeout: Duration) -> Result<Snapshot, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut status = lock(&self.status);
+        loop {
+            if status.resolved {
+                drop(status);
+                return Ok(self.current());
+            }
+            if status.stopped {
+                return Err(Error::new(ErrorKind::Stopped, "the resolver has stopped")
+                    .with_cause(status.last_error.clone()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::NotReady,
+                    format!("no endpoints resolved within {timeout:?}"),
+                )
+                .with_cause(status.last_error.clone()));
+            }
+            status = self
+                .changed
+                .wait_timeout(status, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Hand `snapshot` to a subscriber, replacing one it has not read. False when it is gone.
+fn offer(subscriber: &mut Subscriber, snapshot: Snapshot) -> bool {
+    if subscriber.alive.strong_count() == 0 {
+        return false;
+    }
+    if snapshot.version() <= subscriber.offered {
+        return true;
+    }
+    subscriber.offered = snapshot.version();
+    let mut snapshot = snapshot;
+    // Two rounds suffice: only this thread sends, so after draining there is room.
+    for _ in 0..2 {
+        match subscriber.tx.try_send(snapshot) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(back)) => {
+                let _ = subscriber.drain.try_recv();
+                snapshot = back;
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn endpoints(ports: &[u16]) -> Vec<Endpoint> {
+        ports
+            .iter()
+            .map(|p| Endpoint::bare(SocketAddr::from(([10, 0, 0, 1], *p))))
+            .collect()
+    }
+
+    #[test]
+    fn publishes_only_changes_and_versions_grow_by_one() {
+        let shared = Shared::new();
+        assert_eq!(
+            shared.publish(endpoints(&[1])).map(|s| s.version()),
+            Some(1)
+        );
+        assert!(shared.publish(endpoints(&[1])).is_none());
+        assert_eq!(
+            shared.publish(endpoints(&[1, 2])).map(|s| s.version()),
+            Some(2)
+        );
+        assert_eq!(shared.current().version(), 2);
+        assert_eq!(shared.version(), 2);
+    }
+
+    #[test]
+    fn the_first_resolution_publishes_even_when_empty() {
+        let shared = Shared::new();
+        let first = shared.publish(Vec::new());
+        assert_eq!(first.map(|s| s.version()), Some(1));
+        assert!(shared.status().resolved);
+    }
+
+    #[test]
+    fn a_subscriber_that_never_reads_holds_only_the_latest_snapshot() {
+        let shared = Shared::new();
+        let updates = shared.subscribe();
+        for n in 1..=100u16 {
+            shared.publish(endpoints(&[n]));
+        }
+        assert_eq!(updates.len(), 1);
+        let latest = updates.try_recv().map(|s| s.version());
+        assert_eq!(latest, Ok(100));
+        assert!(updates.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_dropped_subscriber_is_forgotten() {
+        let shared = Shared::new();
+        let kept = shared.subscribe();
+        drop(shared.subscribe());
+        shared.publish(endpoints(&[1]));
+        assert_eq!(shared.subscriber_count(), 1);
+        assert!(kept.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_new_subscriber_starts_with_the_current_snapshot() {
+        let shared = Shared::new();
+        shared.publish(endpoints(&[7]));
+        let updates = shared.subscribe();
+        assert_eq!(updates.try_recv().map(|s| s.version()), Ok(1));
+    }
+
+    #[test]
+    fn stop_ends_subscriptions_and_wait_ready_reports_the_last_error() {
+        let shared = Shared::new();
+        let updates = shared.subscribe();
+        shared.record_error(Error::api(403, Some("Forbidden".into()), "forbidden", None));
+        let err = shared.wait_ready(Duration::from_millis(10)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotReady);
+        assert_eq!(err.cause().and_then(Error::status), Some(403));
+        shared.stop();
+        assert!(updates.recv().is_err());
+        assert_eq!(
+            shared
+                .wait_ready(Duration::from_secs(5))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Stopped
+        );
+    }
+}

@@ -1,0 +1,484 @@
+//! The state merge: objects from the API, normalized into [`Group`]s, merged into the sorted,
+//! de-duplicated endpoints of a snapshot.
+//!
+//! A group is "these endpoints × these ports": one subset of an Endpoints object, or one
+//! EndpointSlice. The watcher keeps one entry per object name, so an ADDED or MODIFIED event
+//! replaces that object's groups, a DELETED removes them, and a relist replaces the whole map.
+//! Everything here is plain data: no I/O, no clocks.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints};
+use crate::snapshot::{Conditions, Endpoint};
+use crate::{Error, Port};
+
+/// One port a group offers; `name` is `None` for an unnamed port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortDef {
+    pub name: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// An address of a group before a port is chosen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub ip: IpAddr,
+    pub hostname: Option<String>,
+    pub node: Option<String>,
+    pub zone: Option<String>,
+    pub pod: Option<String>,
+    pub conditions: Conditions,
+}
+
+/// Endpoints that share one port list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub ports: Vec<PortDef>,
+    pub members: Vec<Member>,
+}
+
+/// What decoding an object found besides its groups: things to warn about, once.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Normalized {
+    pub groups: Vec<Group>,
+    /// Addresses that are not IP addresses (skipped).
+    pub bad_ips: Vec<String>,
+    /// The object is an FQDN EndpointSlice (ignored).
+    pub fqdn: bool,
+}
+
+fn port_defs(ports: &Option<Vec<EndpointPort>>) -> Vec<PortDef> {
+    or_empty(ports)
+        .iter()
+        .map(|p| PortDef {
+            name: p.name.clone().filter(|n| !n.is_empty()),
+            port: p
+                .port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n != 0),
+        })
+        .collect()
+}
+
+fn pod_name(target_ref: &Option<crate::model::ObjectRef>) -> Option<String> {
+    let r = target_ref.as_ref()?;
+    match r.kind.as_deref() {
+        Some("Pod") | None => r.name.clone(),
+        Some(_) => None,
+    }
+}
+
+/// core/v1 Endpoints: one group per subset; `addresses` are ready, `notReadyAddresses` not.
+pub(crate) fn normalize_endpoints(object: &Endpoints) -> Normalized {
+    let mut out = Normalized::default();
+    for subset in or_empty(&object.subsets) {
+        let mut group = Group {
+            ports: port_defs(&subset.ports),
+            members: Vec::new(),
+        };
+        let ready = or_empty(&subset.addresses).iter().map(|a| (a, true));
+        let not_ready = or_empty(&subset.not_ready_addresses)
+            .iter()
+            .map(|a| (a, false));
+        for (address, ready) in ready.chain(not_ready) {
+            match member_of_address(address, ready) {
+                Ok(member) => group.members.push(member),
+                Err(bad) => out.bad_ips.push(bad),
+            }
+        }
+        out.groups.push(group);
+    }
+    out
+}
+
+fn member_of_address(address: &Address, ready: bool) -> Result<Member, String> {
+    let raw = address.ip.as_deref().unwrap_or("");
+    let ip: IpAddr = raw.parse().map_err(|_| raw.to_string())?;
+    Ok(Member {
+        ip,
+        hostname: address.hostname.clone(),
+        node: address.node_name.clone(),
+        zone: None,
+        pod: pod_name(&address.target_ref),
+        conditions: Conditions {
+            ready,
+            serving: ready,
+            terminating: false,
+        },
+    })
+}
+
+/// discovery.k8s.io/v1 EndpointSlice: one group. `ready` and `serving` null mean true,
+/// `terminating` null means false, and a terminating endpoint is never ready.
+pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
+    let mut out = Normalized::default();
+    if slice.address_type.as_deref() == Some("FQDN") {
+        out.fqdn = true;
+        return out;
+    }
+    let mut group = Group {
+        ports: port_defs(&slice.ports),
+        members: Vec::new(),
+    };
+    for endpoint in or_empty(&slice.endpoints) {
+        let c = endpoint.conditions.as_ref();
+        let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+        let conditions = Conditions {
+            ready: c.and_then(|c| c.ready).unwrap_or(true) && !terminating,
+            serving: c.and_then(|c| c.serving).unwrap_or(true),
+            terminating,
+        };
+        // The API allows exactly one address per endpoint; take every one that parses.
+        for raw in or_empty(&endpoint.addresses) {
+            match raw.parse::<IpAddr>() {
+                Ok(ip) => group.members.push(Member {
+                    ip,
+                    hostname: endpoint.hostname.clone(),
+                    node: endpoint.node_name.clone(),
+                    zone: endpoint.zone.clone(),
+                    pod: pod_name(&endpoint.target_ref),
+                    conditions,
+                }),
+                Err(_) => out.bad_ips.push(raw.clone()),
+            }
+        }
+    }
+    out.groups.push(group);
+    out
+}
+
+/// The objects of one Service, by object name.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    objects: BTreeMap<String, Vec<Group>>,
+}
+
+impl State {
+    /// Replace everything: the result of a list.
+    pub(crate) fn replace_all(&mut self, objects: impl IntoIterator<Item = (String, Vec<Group>)>) {
+        self.objects = objects.into_iter().collect();
+    }
+
+    /// ADDED or MODIFIED: the object's groups replace what it had. Returns whether anything
+    /// changed.
+    pub(crate) fn apply(&mut self, name: String, groups: Vec<Group>) -> bool {
+        if self.objects.get(&name) == Some(&groups) {
+            return false;
+        }
+        self.objects.insert(name, groups);
+        true
+    }
+
+    /// DELETED: the object's endpoints leave. Returns whether anything changed.
+    pub(crate) fn delete(&mut self, name: &str) -> bool {
+        self.objects.remove(name).is_some()
+    }
+
+    /// The ready endpoints for `port`, sorted by address and de-duplicated on `ip:port`.
+    ///
+    /// A named port is looked up per group, so groups that differ in ports (a rollout that
+    /// renames or renumbers a port) each contribute what they have. A number is used as is.
+    /// No port needs exactly one port per group. Errors: several ports and no name given, or
+    /// ready addresses exist but none offers the named port. The error names the ports there are.
+    pub(crate) fn resolve(
+        &self,
+        port: Option<&Port>,
+        service: &str,
+    ) -> Result<Vec<Endpoint>, Error> {
+        let mut out = Vec::new();
+        let mut unmatched_ready = false;
+        let mut names: Vec<String> = Vec::new();
+        for group in self.objects.values().flatten() {
+            let ready = group.members.iter().filter(|m| m.conditions.ready);
+            if !group.members.iter().any(|m| m.conditions.ready) {
+                continue;
+            }
+            let chosen = match port {
+                Some(Port::Number(n)) => Some(*n),
+                Some(Port::Name(name)) => group
+                    .ports
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(name.as_str()))
+                    .and_then(|p| p.port),
+                None => match group.ports.as_slice() {
+                    [only] => only.port,
+                    [] => None,
+                    several => {
+                        return Err(Error::port(format!(
+                            "the endpoints of service {service:?} have several ports ({}); name one in the target, e.g. \":{}\"",
+                            describe_ports(several),
+                            several.iter().find_map(|p| p.name.as_deref()).unwrap_or("PORT"),
+                        )))
+                    }
+                },
+            };
+            let Some(chosen) = chosen else {
+                unmatched_ready = true;
+                for p in &group.ports {
+                    let d = describe_port(p);
+                    if !names.contains(&d) {
+                        names.push(d);
+                    }
+                }
+                continue;
+            };
+            out.extend(ready.map(|m| Endpoint {
+                addr: SocketAddr::new(m.ip, chosen),
+                hostname: m.hostname.clone(),
+                node: m.node.clone(),
+                zone: m.zone.clone(),
+                pod: m.pod.clone(),
+                conditions: m.conditions,
+            }));
+        }
+        if out.is_empty() && unmatched_ready {
+            let wanted = match port {
+                Some(p) => format!("no port named {:?}", p.to_string()),
+                None => "no usable port".to_string(),
+            };
+            return Err(Error::port(format!(
+                "{wanted} on the ready endpoints of service {service:?}; ports there: {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        out.sort();
+        out.dedup_by(|a, b| a.addr == b.addr);
+        Ok(out)
+    }
+}
+
+fn describe_port(p: &PortDef) -> String {
+    match (&p.name, p.port) {
+        (Some(name), Some(port)) => format!("{name:?}={port}"),
+        (Some(name), None) => format!("{name:?}"),
+        (None, Some(port)) => format!("unnamed={port}"),
+        (None, None) => "unnamed".to_string(),
+    }
+}
+
+fn describe_ports(ports: &[PortDef]) -> String {
+    ports
+        .iter()
+        .map(describe_port)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EndpointSlice, Endpoints};
+
+    fn endpoints(json: &str) -> Vec<Group> {
+        let object: Endpoints = serde_json::from_str(json).expect("endpoints json");
+        normalize_endpoints(&object).groups
+    }
+
+    fn slice(json: &str) -> Vec<Group> {
+        let object: EndpointSlice = serde_json::from_str(json).expect("slice json");
+        normalize_slice(&object).groups
+    }
+
+    fn state(objects: Vec<(&str, Vec<Group>)>) -> State {
+        let mut s = State::default();
+        s.replace_all(objects.into_iter().map(|(n, g)| (n.to_string(), g)));
+        s
+    }
+
+    fn addrs(s: &State, port: Option<Port>) -> Result<Vec<String>, String> {
+        s.resolve(port.as_ref(), "echo")
+            .map(|eps| eps.iter().map(|e| e.addr().to_string()).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    fn named(n: &str) -> Option<Port> {
+        Some(Port::Name(n.into()))
+    }
+
+    const TWO_PORTS: &str = r#"{"subsets":[
+        {"addresses":[{"ip":"10.0.0.2"},{"ip":"10.0.0.1"}],"notReadyAddresses":[{"ip":"10.0.0.3"}],
+         "ports":[{"name":"grpc","port":8080},{"name":"metrics","port":9090}]}]}"#;
+
+    #[test]
+    fn ready_addresses_times_the_named_port_sorted_without_not_ready_ones() {
+        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        assert_eq!(
+            addrs(&s, named("grpc")),
+            Ok(vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into()])
+        );
+        assert_eq!(
+            addrs(&s, named("metrics")),
+            Ok(vec!["10.0.0.1:9090".into(), "10.0.0.2:9090".into()])
+        );
+    }
+
+    #[test]
+    fn a_port_number_is_used_as_is() {
+        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        assert_eq!(
+            addrs(&s, Some(Port::Number(7000))),
+            Ok(vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()])
+        );
+    }
+
+    #[test]
+    fn no_port_with_several_ports_is_an_error_naming_them() {
+        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        let err = addrs(&s, None).unwrap_err();
+        assert!(
+            err.contains("\"grpc\"=8080") && err.contains("\"metrics\"=9090"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_port_with_exactly_one_port_uses_it() {
+        let s = state(vec![(
+            "echo",
+            endpoints(r#"{"subsets":[{"addresses":[{"ip":"10.0.0.1"}],"ports":[{"port":80}]}]}"#),
+        )]);
+        assert_eq!(addrs(&s, None), Ok(vec!["10.0.0.1:80".into()]));
+    }
+
+    #[test]
+    fn an_unknown_port_name_is_an_error_listing_the_names() {
+        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        let err = addrs(&s, named("http")).unwrap_err();
+        assert!(
+            err.contains("no port named \"http\"") && err.contains("grpc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn named_ports_are_matched_per_subset() {
+        let s = state(vec![(
+            "echo",
+            endpoints(
+                r#"{"subsets":[
+                {"addresses":[{"ip":"10.0.0.1"}],"ports":[{"name":"grpc","port":8080}]},
+                {"addresses":[{"ip":"10.0.0.2"}],"ports":[{"name":"grpc","port":9000}]},
+                {"addresses":[{"ip":"10.0.0.3"}],"ports":[{"name":"other","port":1}]}]}"#,
+            ),
+        )]);
+        assert_eq!(
+            addrs(&s, named("grpc")),
+            Ok(vec!["10.0.0.1:8080".into(), "10.0.0.2:9000".into()])
+        );
+    }
+
+    #[test]
+    fn no_subsets_or_a_deleted_object_resolve_to_empty() {
+        let mut s = state(vec![("echo", endpoints("{}"))]);
+        assert_eq!(addrs(&s, named("grpc")), Ok(vec![]));
+        s.apply("echo".into(), endpoints(TWO_PORTS));
+        assert_eq!(addrs(&s, named("grpc")).map(|a| a.len()), Ok(2));
+        assert!(s.delete("echo"));
+        assert!(!s.delete("echo"));
+        assert_eq!(addrs(&s, named("grpc")), Ok(vec![]));
+    }
+
+    #[test]
+    fn applying_the_same_object_twice_is_not_a_change() {
+        let mut s = State::default();
+        assert!(s.apply("echo".into(), endpoints(TWO_PORTS)));
+        assert!(!s.apply("echo".into(), endpoints(TWO_PORTS)));
+    }
+
+    #[test]
+    fn addresses_that_are_not_ips_are_skipped_and_reported() {
+        let object: Endpoints = serde_json::from_str(
+            r#"{"subsets":[{"addresses":[{"ip":"10.0.0.1"},{"ip":"not-an-ip"},{}],"ports":[{"port":80}]}]}"#,
+        )
+        .expect("json");
+        let n = normalize_endpoints(&object);
+        assert_eq!(n.groups[0].members.len(), 1);
+        assert_eq!(n.bad_ips, vec!["not-an-ip".to_string(), String::new()]);
+    }
+
+    #[test]
+    fn slices_merge_across_names_and_deduplicate_ip_port() {
+        let a = slice(
+            r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"]}],"ports":[{"name":"grpc","port":8080}]}"#,
+        );
+        let b = slice(
+            r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.2"]},{"addresses":["10.0.0.3"]}],"ports":[{"name":"grpc","port":8080}]}"#,
+        );
+        let s = state(vec![("a", a), ("b", b)]);
+        assert_eq!(
+            addrs(&s, named("grpc")),
+            Ok(vec![
+                "10.0.0.1:8080".into(),
+                "10.0.0.2:8080".into(),
+                "10.0.0.3:8080".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn slice_conditions_null_means_ready_and_terminating_is_never_ready() {
+        let s = state(vec![(
+            "a",
+            slice(
+                r#"{"addressType":"IPv4","ports":[{"name":"","port":80}],"endpoints":[
+                {"addresses":["10.0.0.1"],"conditions":{}},
+                {"addresses":["10.0.0.2"],"conditions":{"ready":null,"serving":null,"terminating":null}},
+                {"addresses":["10.0.0.3"],"conditions":{"ready":false}},
+                {"addresses":["10.0.0.4"],"conditions":{"ready":true,"terminating":true}},
+                {"addresses":["10.0.0.5"]}]}"#,
+            ),
+        )]);
+        assert_eq!(
+            addrs(&s, None),
+            Ok(vec![
+                "10.0.0.1:80".into(),
+                "10.0.0.2:80".into(),
+                "10.0.0.5:80".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn slices_with_null_endpoints_ports_or_port_and_fqdn_slices_count_as_nothing() {
+        let placeholder = slice(r#"{"addressType":"IPv4","endpoints":null,"ports":null}"#);
+        let null_port = slice(
+            r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.9"]}],"ports":[{"name":"grpc","port":null}]}"#,
+        );
+        let object: EndpointSlice = serde_json::from_str(
+            r#"{"addressType":"FQDN","endpoints":[{"addresses":["example.com"]}],"ports":[{"port":80}]}"#,
+        )
+        .expect("json");
+        let fqdn = normalize_slice(&object);
+        assert!(fqdn.fqdn && fqdn.groups.is_empty());
+        let s = state(vec![("p", placeholder), ("n", null_port)]);
+        assert!(
+            addrs(&s, named("grpc")).is_err(),
+            "ready endpoint without the port"
+        );
+        let s = state(vec![(
+            "p",
+            slice(r#"{"addressType":"IPv4","endpoints":null,"ports":null}"#),
+        )]);
+        assert_eq!(addrs(&s, named("grpc")), Ok(vec![]));
+    }
+
+    #[test]
+    fn dual_stack_slices_both_count() {
+        let v4 = slice(
+            r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"]}],"ports":[{"name":"grpc","port":8080}]}"#,
+        );
+        let v6 = slice(
+            r#"{"addressType":"IPv6","endpoints":[{"addresses":["fd00::1"]}],"ports":[{"name":"grpc","port":8080}]}"#,
+        );
+        let s = state(vec![("v4", v4), ("v6", v6)]);
+        assert_eq!(
+            addrs(&s, named("grpc")),
+            Ok(vec!["10.0.0.1:8080".into(), "[fd00::1]:8080".into()])
+        );
+    }
+}
