@@ -1,0 +1,857 @@
+//! An in-process fake Kubernetes API server, for tests and demos (feature `testkit`).
+//!
+//! [`FakeApiServer`] serves the two APIs a resolver reads, the way the real
+//! kube-apiserver does:
+//!
+//! - core/v1 Endpoints: `GET /api/v1/namespaces/{ns}/endpoints[/{name}]`, with
+//!   `fieldSelector=metadata.name=NAME`;
+//! - EndpointSlices: `GET /apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices[/{name}]`,
+//!   with `labelSelector=kubernetes.io/service-name=SVC`.
+//!
+//! Lists answer `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":..},"items":[..]}`
+//! (items without `kind`/`apiVersion`). Watches (`watch=1`, `resourceVersion`,
+//! `allowWatchBookmarks`, `timeoutSeconds`) stream newline-terminated JSON events in a
+//! chunked `200` body: synthetic `ADDED` events from resourceVersion `0` (or unset), a
+//! replay of later events from any other resourceVersion, an `ERROR` event with code 410
+//! (`Expired`) from a resourceVersion older than the last [`compact`](FakeApiServer::compact),
+//! `BOOKMARK`s, and a clean end (terminating zero-size chunk) at `timeoutSeconds`. An
+//! object that leaves a watch's selection arrives as `DELETED`, one that enters it as
+//! `ADDED`. Errors are `Status` objects (`401`, `403` with the real message shape, `404`,
+//! `410`, `500`, `503` with `Retry-After`, ...) except `429`, which is plain text with
+//! `Retry-After`, and missing APIs, which answer `404 page not found` in plain text.
+//!
+//! Everything else is in the test's hands: objects ([`apply`](FakeApiServer::apply),
+//! [`set_endpoints`](FakeApiServer::set_endpoints), [`delete`](FakeApiServer::delete)),
+//! bearer token and rotation ([`set_token`](FakeApiServer::set_token)), RBAC
+//! ([`forbid`](FakeApiServer::forbid)), missing APIs ([`disable`](FakeApiServer::disable)),
+//! how events are cut into chunks ([`ChunkMode`]), faults on open watches ([`Fault`],
+//! [`inject`](FakeApiServer::inject)), failed answers ([`Failure`],
+//! [`fail_next`](FakeApiServer::fail_next)), TLS ([`TlsIdentity`], with embedded test
+//! certificates), and a log of every request ([`requests`](FakeApiServer::requests)).
+//!
+//! The server runs on its own threads (std only, no async). Dropping it, or
+//! [`shutdown`](FakeApiServer::shutdown), closes every connection, stalled watches
+//! included, and joins its threads.
+//!
+//! # Example
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use kuberesolver::testkit::{FakeApiServer, Pod};
+//!
+//! let server = FakeApiServer::start()?;
+//! let rv = server.set_endpoints(
+//!     "prod",
+//!     "echo",
+//!     &[("grpc", 8080)],
+//!     &[Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2]).ready(false)],
+//! );
+//!
+//! // Any HTTP client works; here, a raw request.
+//! let mut conn = std::net::TcpStream::connect(server.addr())?;
+//! conn.write_all(
+//!     b"GET /api/v1/namespaces/prod/endpoints?fieldSelector=metadata.name%3Decho HTTP/1.1\r\n\
+//!       Host: kubernetes\r\nConnection: close\r\n\r\n",
+//! )?;
+//! let mut response = String::new();
+//! conn.read_to_string(&mut response)?;
+//! assert!(response.starts_with("HTTP/1.1 200 OK"));
+//! assert!(response.contains(r#""kind":"EndpointsList""#));
+//! assert!(response.contains(&format!(r#""resourceVersion":"{rv}""#)));
+//! assert!(response.contains(r#""notReadyAddresses":[{"ip":"10.0.0.2""#));
+//!
+//! let requests = server.requests();
+//! assert_eq!(requests.len(), 1);
+//! assert!(requests[0].is_list());
+//! assert_eq!(requests[0].param("fieldSelector"), Some("metadata.name=echo"));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Faults and failures:
+//!
+//! ```
+//! use std::time::Duration;
+//! use kuberesolver::testkit::{ChunkMode, Failure, Fault, FakeApiServer, TlsIdentity};
+//!
+//! let server = FakeApiServer::builder()
+//!     .tls(TlsIdentity::test_server())          // trust kuberesolver::testkit::TEST_CA_PEM
+//!     .token(Some("secret".to_owned()))         // require `Authorization: Bearer secret`
+//!     .chunk_mode(ChunkMode::Split(7))          // cut every event into 7-byte chunks
+//!     .bookmark_interval(Duration::from_millis(200))
+//!     .max_watch_timeout(Duration::from_secs(2)) // every watch ends cleanly within 2 s
+//!     .start()?;
+//! assert!(server.url().starts_with("https://127.0.0.1:"));
+//!
+//! server.fail_next(2, Failure::TooManyRequests { retry_after_secs: 1 }); // two 429s first
+//! server.inject_next_watch(Fault::CutMidEvent);  // the next watch breaks mid-event
+//! server.inject(Fault::Reset);                   // every open watch: connection reset
+//! server.compact();                              // older resourceVersions now get 410
+//! server.set_token(Some("rotated".to_owned()));  // "secret" is refused from now on
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod http;
+mod objects;
+mod server;
+mod store;
+mod tls;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+pub use objects::{endpoint_slice_object, endpoints_object, Pod};
+pub use tls::{
+    TlsIdentity, BUNDLE_PEM, CLIENT_CA_PEM, CLIENT_CERT_PEM, CLIENT_KEY_PEM, OTHER_CA_PEM,
+    TEST_CA_PEM,
+};
+
+use server::{Config, Shared};
+use store::State;
+
+const TARGET: &str = "kuberesolver::testkit";
+
+/// Durations are capped at a year so that `Instant` arithmetic cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The two resources the server knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// core/v1 `Endpoints` (`/api/v1/namespaces/{ns}/endpoints`).
+    Endpoints,
+    /// `discovery.k8s.io/v1` `EndpointSlice`
+    /// (`/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices`).
+    EndpointSlices,
+}
+
+impl Resource {
+    /// The object kind: `Endpoints` or `EndpointSlice`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "Endpoints",
+            Resource::EndpointSlices => "EndpointSlice",
+        }
+    }
+
+    /// The list kind: `EndpointsList` or `EndpointSliceList`.
+    pub fn list_kind(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "EndpointsList",
+            Resource::EndpointSlices => "EndpointSliceList",
+        }
+    }
+
+    /// `v1` or `discovery.k8s.io/v1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "v1",
+            Resource::EndpointSlices => "discovery.k8s.io/v1",
+        }
+    }
+
+    /// The API group: `""` (core) or `discovery.k8s.io`.
+    pub fn group(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "",
+            Resource::EndpointSlices => "discovery.k8s.io",
+        }
+    }
+
+    /// The resource name in URLs and RBAC rules: `endpoints` or `endpointslices`.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "endpoints",
+            Resource::EndpointSlices => "endpointslices",
+        }
+    }
+
+    /// The collection path in `namespace`, e.g. `/api/v1/namespaces/prod/endpoints`.
+    pub fn collection_path(self, namespace: &str) -> String {
+        match self {
+            Resource::Endpoints => format!("/api/v1/namespaces/{namespace}/endpoints"),
+            Resource::EndpointSlices => {
+                format!("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices")
+            }
+        }
+    }
+
+    /// `endpoints` or `endpointslices.discovery.k8s.io`, as in error messages.
+    fn qualified(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "endpoints",
+            Resource::EndpointSlices => "endpointslices.discovery.k8s.io",
+        }
+    }
+}
+
+/// How watch events are cut into HTTP chunks. Real servers and proxies do all of these;
+/// a client must not care.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChunkMode {
+    /// One chunk per event (the default).
+    #[default]
+    PerEvent,
+    /// Every event is sent as several chunks of at most this many bytes, each flushed
+    /// separately (events split across chunks; `0` counts as `1`).
+    Split(usize),
+    /// Events are buffered and several are sent in one chunk: a flush happens once 2 KiB
+    /// are buffered, or 5 ms after the first buffered byte (so a lone event still arrives
+    /// quickly).
+    Coalesce,
+}
+
+/// Something that happens to an open watch ([`FakeApiServer::inject`],
+/// [`FakeApiServer::inject_next_watch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// End the body cleanly now (terminating zero-size chunk), as at a timeout.
+    EndCleanly,
+    /// Close the TCP connection abruptly, without the terminating chunk.
+    Reset,
+    /// Send the first half of an event line (as a complete chunk), then close abruptly.
+    CutMidEvent,
+    /// Send nothing more (no events, no bookmarks, no timeout) while keeping the
+    /// connection open until shutdown. Faults injected later still apply.
+    Stall,
+    /// Send this text plus `\n` as an event line (e.g. `{not json`), then carry on.
+    Garbage(String),
+    /// Send the `ERROR` event with code 410 `Expired`, then end cleanly.
+    Expired,
+}
+
+/// How a request is answered instead of normally ([`FakeApiServer::fail_next`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A JSON `Status` with this code, reason and message (`Retry-After: 1` added for 429
+    /// and 503).
+    Status {
+        /// HTTP status code, e.g. 410, 422, 504.
+        code: u16,
+        /// The `reason` field, e.g. `Expired`, `Invalid`, `Timeout`.
+        reason: String,
+        /// The `message` field.
+        message: String,
+    },
+    /// 429 with a plain-text body and `Retry-After`, as API priority and fairness answers.
+    TooManyRequests {
+        /// The `Retry-After` value, in seconds.
+        retry_after_secs: u64,
+    },
+    /// 503 `ServiceUnavailable` Status with `Retry-After: 1`.
+    Unavailable,
+    /// 500 `InternalError` Status.
+    InternalError,
+    /// Read the request, then close the connection without answering.
+    CloseWithoutAnswer,
+    /// Read the request and never answer (until shutdown, or until the client gives up).
+    Hang,
+}
+
+impl Failure {
+    /// Shorthand for [`Failure::Status`].
+    pub fn status(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Failure {
+        Failure::Status {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The kind of request ([`RequestRecord::verb`]), and a filter for
+/// [`FakeApiServer::fail_next_for`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// Any request (filters only; records never carry it).
+    Any,
+    /// GET of one object by name.
+    Get,
+    /// LIST of a collection.
+    List,
+    /// WATCH (`watch=1`).
+    Watch,
+}
+
+impl Verb {
+    /// The RBAC verb: `*`, `get`, `list` or `watch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Any => "*",
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+        }
+    }
+}
+
+/// One request the server received ([`FakeApiServer::requests`]).
+///
+/// `Debug` does not print the bearer token; [`bearer_token`](RequestRecord::bearer_token)
+/// gives it for assertions.
+#[derive(Clone)]
+pub struct RequestRecord {
+    id: u64,
+    /// The method, e.g. `GET` (empty when the request line could not be parsed).
+    pub method: String,
+    /// The URL-decoded path, without the query.
+    pub path: String,
+    /// The URL-decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Get, List or Watch; `None` when the path is not one of the served APIs.
+    pub verb: Option<Verb>,
+    /// The resource the path names, if any.
+    pub resource: Option<Resource>,
+    /// The namespace the path names, if any.
+    pub namespace: Option<String>,
+    /// When the request was read.
+    pub at: Instant,
+    /// The HTTP status answered; `0` while unanswered or when never answered
+    /// ([`Failure::Hang`], [`Failure::CloseWithoutAnswer`]). Watches record `200` when
+    /// the stream starts.
+    pub status: u16,
+    /// Whether an `Authorization` header was present.
+    pub authorization: bool,
+    /// Which connection carried it (requests on a kept-alive connection share the id).
+    pub connection: u64,
+    token: Option<String>,
+}
+
+impl RequestRecord {
+    /// The first query parameter of that name (decoded).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether it was a watch.
+    pub fn is_watch(&self) -> bool {
+        self.verb == Some(Verb::Watch)
+    }
+
+    /// Whether it was a list (a collection GET without `watch`).
+    pub fn is_list(&self) -> bool {
+        self.verb == Some(Verb::List)
+    }
+
+    /// Whether it was a GET of one object.
+    pub fn is_get(&self) -> bool {
+        self.verb == Some(Verb::Get)
+    }
+
+    /// The bearer token sent, if any.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+impl fmt::Debug for RequestRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestRecord")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("verb", &self.verb)
+            .field("status", &self.status)
+            .field("authorization", &self.authorization)
+            .field("connection", &self.connection)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for a [`FakeApiServer`]; from [`FakeApiServer::builder`].
+pub struct Builder {
+    bind: SocketAddr,
+    tls: Option<TlsIdentity>,
+    client_ca: Option<String>,
+    token: Option<String>,
+    chunk_mode: ChunkMode,
+    bookmark_interval: Duration,
+    max_watch_timeout: Option<Duration>,
+    user: String,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("bind", &self.bind)
+            .field("tls", &self.tls.is_some())
+            .field("client_ca", &self.client_ca.is_some())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("chunk_mode", &self.chunk_mode)
+            .field("bookmark_interval", &self.bookmark_interval)
+            .field("max_watch_timeout", &self.max_watch_timeout)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl Builder {
+    /// The address to listen on; default `127.0.0.1:0` (any free port). A fixed
+    /// address lets a test start a new server where an old one was.
+    #[must_use]
+    pub fn bind(mut self, addr: SocketAddr) -> Builder {
+        self.bind = addr;
+        self
+    }
+
+    /// Serve HTTPS with this identity (e.g. [`TlsIdentity::test_server`]).
+    #[must_use]
+    pub fn tls(mut self, identity: TlsIdentity) -> Builder {
+        self.tls = Some(identity);
+        self
+    }
+
+    /// Require client certificates signed by a CA of this PEM bundle (e.g.
+    /// [`CLIENT_CA_PEM`]); only with [`tls`](Builder::tls).
+    #[must_use]
+    pub fn client_ca(mut self, pem: &str) -> Builder {
+        self.client_ca = Some(pem.to_owned());
+        self
+    }
+
+    /// Require `Authorization: Bearer <token>` (default: no authentication).
+    #[must_use]
+    pub fn token(mut self, token: Option<String>) -> Builder {
+        self.token = token;
+        self
+    }
+
+    /// How watch events are cut into chunks (default [`ChunkMode::PerEvent`]).
+    #[must_use]
+    pub fn chunk_mode(mut self, mode: ChunkMode) -> Builder {
+        self.chunk_mode = mode;
+        self
+    }
+
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (default 60 s).
+    #[must_use]
+    pub fn bookmark_interval(mut self, interval: Duration) -> Builder {
+        self.bookmark_interval = interval.clamp(Duration::from_millis(1), MAX_DURATION);
+        self
+    }
+
+    /// Caps every watch's duration (its `timeoutSeconds`, or 30 min without one); at the
+    /// end the body ends cleanly.
+    #[must_use]
+    pub fn max_watch_timeout(mut self, timeout: Duration) -> Builder {
+        self.max_watch_timeout = Some(timeout.min(MAX_DURATION));
+        self
+    }
+
+    /// The user named in 403 messages (default `system:serviceaccount:default:test`).
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Builder {
+        self.user = user.into();
+        self
+    }
+
+    /// Starts the server.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound, or the client CA PEM does not parse.
+    pub fn start(self) -> io::Result<FakeApiServer> {
+        let tls = match &self.tls {
+            None => None,
+            Some(identity) => {
+                let client_ca = match &self.client_ca {
+                    None => None,
+                    Some(pem) => Some(tls::parse_certs(pem)?),
+                };
+                Some(identity.server_config(client_ca.as_deref())?)
+            }
+        };
+        let listener = TcpListener::bind(self.bind)?;
+        let addr = listener.local_addr()?;
+        let mut state = State::new(self.token, self.chunk_mode);
+        state.listening = true;
+        let config = Config {
+            bookmark_interval: self.bookmark_interval,
+            max_watch_timeout: self.max_watch_timeout,
+            tls,
+            user: self.user,
+        };
+        let server = FakeApiServer {
+            shared: Arc::new(Shared::new(state, config)),
+            addr,
+            accept: Mutex::new(None),
+        };
+        server.spawn_accept(listener)?;
+        log::debug!(target: TARGET, "fake API server listening on {}", server.url());
+        Ok(server)
+    }
+}
+
+/// The fake Kubernetes API server. See the [module documentation](self).
+///
+/// `Send + Sync`: share it with `Arc` or by reference across threads. Dropping it shuts
+/// it down.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for FakeApiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeApiServer")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeApiServer {
+    /// Starts a plain-HTTP server on `127.0.0.1` (any free port) with default settings.
+    ///
+    /// # Errors
+    ///
+    /// When no port can be bound or no thread spawned.
+    pub fn start() -> io::Result<FakeApiServer> {
+        Self::builder().start()
+    }
+
+    /// Settings for a server.
+    pub fn builder() -> Builder {
+        Builder {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            client_ca: None,
+            token: None,
+            chunk_mode: ChunkMode::PerEvent,
+            bookmark_interval: Duration::from_secs(60),
+            max_watch_timeout: None,
+            user: "system:serviceaccount:default:test".to_owned(),
+        }
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234` or `https://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        let scheme = if self.shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn spawn_accept(&self, listener: TcpListener) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let handle = thread::Builder::new()
+            .name("fake-apiserver-accept".into())
+            .spawn(move || server::accept_loop(shared, listener))?;
+        *self.accept.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the accept loop (waking it) and waits for it.
+    fn stop_accepting(&self) {
+        let handle = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(handle) = handle else {
+            return;
+        };
+        let end = Instant::now() + Duration::from_secs(2);
+        while !handle.is_finished() {
+            if Instant::now() >= end {
+                log::debug!(target: TARGET, "accept thread did not stop; detaching it");
+                return;
+            }
+            server::wake(self.addr);
+            if !handle.is_finished() {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let _ = handle.join();
+    }
+
+    /// Closes every connection and joins the connection threads.
+    fn close_connections(&self) {
+        let conns: Vec<TcpStream> = self.shared.lock().conns.drain().map(|(_, s)| s).collect();
+        for s in &conns {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        self.shared.changed();
+        let handles = std::mem::take(
+            &mut *self
+                .shared
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Stops the server: no more connections, every open one closed (stalled watches
+    /// and hanging requests included), threads joined. Idempotent; `Drop` calls it.
+    pub fn shutdown(&self) {
+        {
+            let mut st = self.shared.lock();
+            st.shutdown = true;
+            st.listening = false;
+        }
+        self.shared.changed();
+        self.stop_accepting();
+        self.close_connections();
+    }
+
+    /// Simulates the API server going away: closes the listening socket (new connections
+    /// are refused) and every open connection. State is kept; see
+    /// [`resume_listening`](Self::resume_listening).
+    pub fn stop_listening(&self) {
+        self.shared.lock().listening = false;
+        self.shared.changed();
+        self.stop_accepting();
+        self.close_connections();
+    }
+
+    /// Listens again on the same address after [`stop_listening`](Self::stop_listening),
+    /// with the same objects and resourceVersions (a no-op while listening).
+    ///
+    /// # Errors
+    ///
+    /// When the port was taken meanwhile, or after [`shutdown`](Self::shutdown).
+    pub fn resume_listening(&self) -> io::Result<()> {
+        if self.shared.lock().shutdown {
+            return Err(io::Error::other("the fake API server was shut down"));
+        }
+        if self
+            .accept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr)?;
+        self.shared.lock().listening = true;
+        self.spawn_accept(listener)
+    }
+
+    // ----- objects -----
+
+    /// Creates or replaces an object; returns its new resourceVersion.
+    ///
+    /// `object` is stored as given (any JSON object: raw `subsets` work too), with
+    /// `metadata.name`, `metadata.namespace`, `metadata.resourceVersion` and
+    /// `metadata.uid` set by the server, and `kind`/`apiVersion` removed (they are added
+    /// where the real server adds them). Open watches see `ADDED` or `MODIFIED` (or a
+    /// selection change as `ADDED`/`DELETED`).
+    pub fn apply(&self, resource: Resource, namespace: &str, name: &str, object: Value) -> String {
+        let rv = self.shared.lock().apply(resource, namespace, name, object);
+        self.shared.changed();
+        rv.to_string()
+    }
+
+    /// Deletes an object; returns the new resourceVersion, or `None` when it did not
+    /// exist. Open watches see `DELETED` with its last state.
+    pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> Option<String> {
+        let rv = self.shared.lock().delete(resource, namespace, name);
+        self.shared.changed();
+        rv.map(|rv| rv.to_string())
+    }
+
+    /// An object as a GET would return it (with `kind` and `apiVersion`).
+    pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
+        let st = self.shared.lock();
+        let obj = st
+            .objects
+            .get(&(resource, namespace.to_owned(), name.to_owned()))?;
+        serde_json::from_str(&store::object_json(resource, obj)).ok()
+    }
+
+    /// The current resourceVersion (what a list would return).
+    pub fn resource_version(&self) -> String {
+        self.shared.lock().rv.to_string()
+    }
+
+    /// `apply(Resource::Endpoints, ns, name, endpoints_object(ns, name, ports, pods))`.
+    pub fn set_endpoints(
+        &self,
+        namespace: &str,
+        name: &str,
+        ports: &[(&str, u16)],
+        pods: &[Pod],
+    ) -> String {
+        self.apply(
+            Resource::Endpoints,
+            namespace,
+            name,
+            endpoints_object(namespace, name, ports, pods),
+        )
+    }
+
+    /// `apply(Resource::EndpointSlices, ns, name, endpoint_slice_object(..))`.
+    pub fn set_endpoint_slice(
+        &self,
+        namespace: &str,
+        name: &str,
+        service: &str,
+        address_type: &str,
+        ports: &[(&str, Option<u16>)],
+        pods: &[Pod],
+    ) -> String {
+        self.apply(
+            Resource::EndpointSlices,
+            namespace,
+            name,
+            endpoint_slice_object(namespace, name, service, address_type, ports, pods),
+        )
+    }
+
+    /// Sets the compaction horizon to the current resourceVersion: from now on a watch
+    /// from an older resourceVersion gets the 410 `Expired` ERROR event in a 200 stream.
+    pub fn compact(&self) {
+        let mut st = self.shared.lock();
+        st.horizon = st.rv;
+    }
+
+    // ----- behaviour -----
+
+    /// Sets (or removes) the required bearer token. The previous one is refused from now
+    /// on; open watches carry on (end them with [`inject`](Self::inject) if needed).
+    pub fn set_token(&self, token: Option<String>) {
+        self.shared.lock().token = token;
+    }
+
+    /// Changes the chunking of every watch, open ones included, from the next event on.
+    pub fn set_chunk_mode(&self, mode: ChunkMode) {
+        self.shared.lock().chunk_mode = mode;
+        self.shared.changed();
+    }
+
+    /// Forbids (or allows again) every request on `resource`: 403 with the real RBAC
+    /// message, e.g. `endpoints "echo" is forbidden: User
+    /// "system:serviceaccount:default:test" cannot watch resource "endpoints" in API group
+    /// "" in the namespace "prod"`.
+    pub fn forbid(&self, resource: Resource, forbidden: bool) {
+        let mut st = self.shared.lock();
+        if forbidden {
+            st.forbidden.insert(resource);
+        } else {
+            st.forbidden.remove(&resource);
+        }
+    }
+
+    /// Removes (or restores) the API of `resource`: its paths answer `404 page not found`
+    /// in plain text, as for a group the server does not serve.
+    pub fn disable(&self, resource: Resource, disabled: bool) {
+        let mut st = self.shared.lock();
+        if disabled {
+            st.disabled.insert(resource);
+        } else {
+            st.disabled.remove(&resource);
+        }
+    }
+
+    /// Applies `fault` to every open watch now; returns how many it reached.
+    pub fn inject(&self, fault: Fault) -> usize {
+        let mut st = self.shared.lock();
+        for w in st.watches.values_mut() {
+            w.faults.push_back(fault.clone());
+        }
+        let n = st.watches.len();
+        drop(st);
+        self.shared.changed();
+        n
+    }
+
+    /// Applies `fault` to the next watch that starts streaming, right after its headers
+    /// and initial events. Queued: calling it twice affects the next two watches.
+    pub fn inject_next_watch(&self, fault: Fault) {
+        self.shared.lock().next_watch_faults.push_back(fault);
+    }
+
+    /// Answers the next `n` requests (any verb, checked before authentication) with
+    /// `failure` instead.
+    pub fn fail_next(&self, n: usize, failure: Failure) {
+        self.fail_next_for(Verb::Any, n, failure);
+    }
+
+    /// Answers the next `n` requests of kind `verb` with `failure` instead. Rules queue
+    /// up; the first one that matches a request applies.
+    pub fn fail_next_for(&self, verb: Verb, n: usize, failure: Failure) {
+        if n == 0 {
+            return;
+        }
+        self.shared.lock().failures.push_back(store::FailRule {
+            verb,
+            remaining: n,
+            failure,
+        });
+    }
+
+    /// Forgets pending [`fail_next`](Self::fail_next) rules and
+    /// [`inject_next_watch`](Self::inject_next_watch) faults.
+    pub fn clear_failures(&self) {
+        let mut st = self.shared.lock();
+        st.failures.clear();
+        st.next_watch_faults.clear();
+    }
+
+    // ----- observation -----
+
+    /// How many watches are streaming now (stalled ones included).
+    pub fn open_watches(&self) -> usize {
+        self.shared.lock().watches.len()
+    }
+
+    /// Waits until exactly `n` watches are open; returns whether that happened in time.
+    pub fn wait_for_watches(&self, n: usize, timeout: Duration) -> bool {
+        self.shared.wait_until(timeout, |st| st.watches.len() == n)
+    }
+
+    /// Every request received so far (since the last
+    /// [`clear_requests`](Self::clear_requests)), in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+
+    /// Waits until `done` holds for the recorded requests; returns whether that happened
+    /// in time. E.g. `server.wait_for_requests(d, |r| r.iter().filter(|r| r.is_watch()).count() >= 3)`.
+    pub fn wait_for_requests(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[RequestRecord]) -> bool,
+    ) -> bool {
+        self.shared.wait_until(timeout, |st| done(&st.requests))
+    }
+
+    /// How many TCP connections have been accepted so far (to check connection reuse).
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.lock().accepted
+    }
+
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.lock().conns.len()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,354 @@
+//! Serving one watch: initial events, replay, live events, bookmarks, timeouts, chunking
+//! modes and injected faults.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::http::{write_chunk, write_last_chunk, write_stream_head, Answer, Conn};
+use super::server::{Flow, Shared, POLL};
+use super::store::{
+    bookmark_line, event_line, expired_line, object_json, status_json, Filter, WatchSlot,
+};
+use super::{ChunkMode, Fault};
+
+/// Without `timeoutSeconds` (and without a cap) a watch lasts this long.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The pre-timeout bookmark comes this long before the end (less for short watches).
+const BOOKMARK_LEAD: Duration = Duration::from_secs(2);
+/// Coalesce mode flushes at this many buffered bytes...
+const COALESCE_BYTES: usize = 2048;
+/// ...or this long after the first buffered byte.
+const COALESCE_DELAY: Duration = Duration::from_millis(5);
+
+/// The parameters of a watch request.
+pub(crate) struct WatchParams {
+    /// `None`: unset or "0" (synthetic ADDED events first).
+    pub rv: Option<u64>,
+    pub bookmarks: bool,
+    pub timeout_secs: Option<u64>,
+    pub headers: Vec<(&'static str, String)>,
+    pub close: bool,
+}
+
+enum Start {
+    TooLarge(u64, u64),
+    Expired(Vec<u8>),
+    Stream {
+        id: u64,
+        initial: Vec<Vec<u8>>,
+        cursor: u64,
+    },
+}
+
+/// Serves a watch on `conn`; `set_status` records the HTTP status answered.
+pub(crate) fn serve(
+    shared: &Shared,
+    conn: &mut Conn,
+    conn_id: u64,
+    filter: Filter,
+    params: WatchParams,
+    set_status: impl Fn(u16),
+) -> Flow {
+    let started = Instant::now();
+    let cap = shared.config.max_watch_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = match params.timeout_secs {
+        Some(s) if s > 0 => Duration::from_secs(s).min(cap),
+        _ => cap,
+    };
+    let after_stream = if params.close {
+        Flow::Close
+    } else {
+        Flow::KeepAlive
+    };
+
+    let start = {
+        let mut st = shared.lock();
+        match params.rv {
+            Some(rv) if rv > st.rv => Start::TooLarge(rv, st.rv),
+            Some(rv) if rv < st.horizon => Start::Expired(expired_line(rv, st.horizon)),
+            rv => {
+                let initial: Vec<Vec<u8>> = match rv {
+                    None => st
+                        .matching(&filter)
+                        .map(|o| event_line("ADDED", &object_json(filter.resource, o)))
+                        .collect(),
+                    Some(rv) => st
+                        .events_after(rv)
+                        .iter()
+                        .filter_map(|e| filter.convert(e))
+                        .map(|(kind, o)| event_line(kind, &object_json(filter.resource, &o)))
+                        .collect(),
+                };
+                let id = st.next_id();
+                let faults: VecDeque<Fault> =
+                    st.next_watch_faults.pop_front().into_iter().collect();
+                st.watches.insert(id, WatchSlot { faults });
+                Start::Stream {
+                    id,
+                    initial,
+                    cursor: st.rv,
+                }
+            }
+        }
+    };
+    match start {
+        Start::TooLarge(rv, current) => {
+            set_status(504);
+            let details = json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            });
+            let answer = Answer::json(
+                504,
+                status_json(
+                    504,
+                    "Timeout",
+                    &format!("Too large resource version: {rv}, current: {current}"),
+                    Some(&details),
+                ),
+            )
+            .header("Retry-After", "1");
+            match answer.write_to(conn, params.close) {
+                Ok(()) => after_stream,
+                Err(_) => Flow::Abort,
+            }
+        }
+        Start::Expired(line) => {
+            set_status(200);
+            let res = write_stream_head(conn, &params.headers, params.close)
+                .and_then(|()| write_chunk(conn, &line))
+                .and_then(|()| write_last_chunk(conn));
+            match res {
+                Ok(()) => after_stream,
+                Err(_) => Flow::Abort,
+            }
+        }
+        Start::Stream {
+            id,
+            initial,
+            cursor,
+        } => {
+            set_status(200);
+            shared.changed();
+            let bookmarks = params.bookmarks;
+            let deadline = started + timeout;
+            let mut w = Watch {
+                shared,
+                conn,
+                id,
+                conn_id,
+                filter,
+                cursor,
+                deadline,
+                next_bookmark: bookmarks.then(|| started + shared.config.bookmark_interval),
+                pre_timeout: bookmarks.then(|| deadline - BOOKMARK_LEAD.min(timeout / 2)),
+                buf: Vec::new(),
+                buf_since: None,
+                stalled: false,
+                after_stream,
+            };
+            let flow = w.run(&params.headers, initial);
+            shared.lock().watches.remove(&id);
+            shared.changed();
+            flow
+        }
+    }
+}
+
+enum Step {
+    Lines(Vec<Vec<u8>>, ChunkMode),
+    Fault(Fault, ChunkMode),
+    Bookmark(Vec<u8>, ChunkMode),
+    Flush,
+    Timeout,
+    Poll,
+    Stop,
+}
+
+struct Watch<'a> {
+    shared: &'a Shared,
+    conn: &'a mut Conn,
+    id: u64,
+    conn_id: u64,
+    filter: Filter,
+    /// Every log event up to this resourceVersion has been handled.
+    cursor: u64,
+    deadline: Instant,
+    next_bookmark: Option<Instant>,
+    pre_timeout: Option<Instant>,
+    /// Coalesce mode's pending bytes, and when the first of them was buffered.
+    buf: Vec<u8>,
+    buf_since: Option<Instant>,
+    stalled: bool,
+    after_stream: Flow,
+}
+
+impl Watch<'_> {
+    fn run(&mut self, headers: &[(&'static str, String)], initial: Vec<Vec<u8>>) -> Flow {
+        let mode = self.shared.lock().chunk_mode;
+        let head = write_stream_head(self.conn, headers, self.after_stream == Flow::Close);
+        let head = head.and_then(|()| initial.iter().try_for_each(|l| self.emit(l, mode)));
+        if head.is_err() {
+            return Flow::Abort;
+        }
+        loop {
+            let step = self.next_step();
+            let result = match step {
+                Step::Lines(lines, mode) => lines
+                    .iter()
+                    .try_for_each(|l| self.emit(l, mode))
+                    .map(|()| None),
+                Step::Bookmark(line, mode) => self.emit(&line, mode).map(|()| None),
+                Step::Flush => self.flush_buf().map(|()| None),
+                Step::Timeout => self.end_cleanly().map(Some),
+                Step::Poll => Ok(self.conn.peer_closed().then_some(Flow::Abort)),
+                Step::Stop => Ok(Some(Flow::Abort)),
+                Step::Fault(fault, mode) => self.fault(fault, mode),
+            };
+            match result {
+                Ok(None) => {}
+                Ok(Some(flow)) => return flow,
+                Err(_) => return Flow::Abort,
+            }
+        }
+    }
+
+    fn next_step(&mut self) -> Step {
+        let shared = self.shared;
+        let mut st = shared.lock();
+        let last_poll = Instant::now();
+        loop {
+            if Shared::conn_gone(&st, self.conn_id) {
+                return Step::Stop;
+            }
+            let mode = st.chunk_mode;
+            if let Some(fault) = st
+                .watches
+                .get_mut(&self.id)
+                .and_then(|w| w.faults.pop_front())
+            {
+                return Step::Fault(fault, mode);
+            }
+            let now = Instant::now();
+            let mut wake = last_poll + POLL;
+            if !self.stalled {
+                if self.cursor < st.rv {
+                    let lines: Vec<Vec<u8>> = st
+                        .events_after(self.cursor)
+                        .iter()
+                        .filter_map(|e| self.filter.convert(e))
+                        .map(|(kind, o)| event_line(kind, &object_json(self.filter.resource, &o)))
+                        .collect();
+                    self.cursor = st.rv;
+                    if !lines.is_empty() {
+                        return Step::Lines(lines, mode);
+                    }
+                }
+                if !self.buf.is_empty() && mode != ChunkMode::Coalesce {
+                    return Step::Flush;
+                }
+                if let Some(since) = self.buf_since {
+                    if now >= since + COALESCE_DELAY {
+                        return Step::Flush;
+                    }
+                    wake = wake.min(since + COALESCE_DELAY);
+                }
+                if now >= self.deadline {
+                    return Step::Timeout;
+                }
+                wake = wake.min(self.deadline);
+                let due = |t: Option<Instant>| t.is_some_and(|t| now >= t);
+                if due(self.next_bookmark) || due(self.pre_timeout) {
+                    if due(self.pre_timeout) {
+                        self.pre_timeout = None;
+                    }
+                    if due(self.next_bookmark) {
+                        self.next_bookmark = Some(now + shared.config.bookmark_interval);
+                    }
+                    return Step::Bookmark(bookmark_line(self.filter.resource, self.cursor), mode);
+                }
+                for t in [self.next_bookmark, self.pre_timeout].into_iter().flatten() {
+                    wake = wake.min(t);
+                }
+            }
+            if now >= last_poll + POLL {
+                return Step::Poll;
+            }
+            st = shared.wait(st, wake.saturating_duration_since(now));
+        }
+    }
+
+    /// Sends one event line (or garbage) in the current chunking mode.
+    fn emit(&mut self, line: &[u8], mode: ChunkMode) -> io::Result<()> {
+        match mode {
+            ChunkMode::PerEvent => {
+                self.flush_buf()?;
+                write_chunk(self.conn, line)
+            }
+            ChunkMode::Split(n) => {
+                self.flush_buf()?;
+                line.chunks(n.max(1))
+                    .try_for_each(|piece| write_chunk(self.conn, piece))
+            }
+            ChunkMode::Coalesce => {
+                self.buf.extend_from_slice(line);
+                self.buf_since.get_or_insert_with(Instant::now);
+                if self.buf.len() >= COALESCE_BYTES {
+                    self.flush_buf()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        self.buf_since = None;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        write_chunk(self.conn, &buf)
+    }
+
+    fn end_cleanly(&mut self) -> io::Result<Flow> {
+        self.flush_buf()?;
+        write_last_chunk(self.conn)?;
+        Ok(self.after_stream)
+    }
+
+    fn fault(&mut self, fault: Fault, mode: ChunkMode) -> io::Result<Option<Flow>> {
+        log::debug!(target: "kuberesolver::testkit", "watch {}: fault {fault:?}", self.id);
+        match fault {
+            Fault::EndCleanly => self.end_cleanly().map(Some),
+            Fault::Reset => {
+                self.flush_buf()?;
+                Ok(Some(Flow::Abort))
+            }
+            Fault::CutMidEvent => {
+                self.flush_buf()?;
+                let line = bookmark_line(self.filter.resource, self.cursor);
+                write_chunk(self.conn, &line[..line.len() / 2])?;
+                Ok(Some(Flow::Abort))
+            }
+            Fault::Stall => {
+                self.flush_buf()?;
+                self.stalled = true;
+                Ok(None)
+            }
+            Fault::Garbage(text) => {
+                let mut line = text.into_bytes();
+                line.push(b'\n');
+                self.emit(&line, mode).map(|()| None)
+            }
+            Fault::Expired => {
+                self.flush_buf()?;
+                let current = self.shared.lock().rv.max(self.cursor + 1);
+                write_chunk(self.conn, &expired_line(self.cursor, current))?;
+                self.end_cleanly().map(Some)
+            }
+        }
+    }
+}
