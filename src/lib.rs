@@ -1,10 +1,90 @@
-//! kuberesolver (crate docs written later)
+//! Resolve a Kubernetes Service to the live addresses of its pods, by watching the API.
+//!
+//! `kuberesolver` is for client-side load balancing: a gRPC channel or any custom TCP
+//! connector that wants every request spread over every ready pod, and no request sent to a
+//! pod that left during a rolling deploy. DNS is stale for up to 30 s; a ClusterIP pins each
+//! connection to one pod. This crate lists and then watches the Service's endpoints on a
+//! blocking background thread and publishes each change within microseconds. It has no async
+//! runtime inside, so it works in plain blocking programs and under any runtime.
+//!
+//! # From the top
+//!
+//! - [`Resolver`] owns the watcher thread. [`Resolver::spawn`] takes a target string;
+//!   [`Resolver::builder`] also takes a [`Config`], a [`Source`] and timeouts.
+//! - [`Snapshot`] is the state at one moment: the sorted ready [`Addresses`] and the
+//!   [`Endpoint`]s with their details (pod, node, zone, conditions), with a version.
+//! - [`Updates`] delivers each new snapshot to a subscriber, latest wins.
+//! - [`Picker`] picks addresses round robin, without a lock on the hot path.
+//! - [`Status`] says whether the resolver is healthy, what failed last, and counts events.
+//! - [`Target`] is the parsed `kubernetes:///service.namespace:port` string.
+//! - [`Error`] is the one error type; match on [`Error::kind`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kuberesolver::Resolver;
+//!
+//! // In a pod, the configuration is inferred from the service account.
+//! let resolver = Resolver::spawn("kubernetes:///echo.prod:grpc")?;
+//! resolver.wait_ready(Duration::from_secs(5))?;
+//! println!("{:?}", resolver.addresses());
+//!
+//! let picker = resolver.picker();
+//! if let Some(addr) = picker.pick() {
+//!     let stream = std::net::TcpStream::connect(addr);
+//! }
+//! # Ok::<(), kuberesolver::Error>(())
+//! ```
+//!
+//! # Targets
+//!
+//! Every form Go's kuberesolver accepts: `kubernetes:///service:8080`,
+//! `kubernetes:///service.namespace:grpc`, `kubernetes://namespace/service:8080`,
+//! `kubernetes://service.namespace.svc.cluster.local:8080`, and more; see [`Target`]. A port
+//! number is the pod port used as is; a name is the endpoint port of that name (the Service
+//! port's name); no port means "the only port".
+//!
+//! # Failure behaviour
+//!
+//! Network trouble never fails [`Resolver::spawn`] and never empties the addresses: the last
+//! good snapshot stays, the error shows in [`Resolver::status`], and the watcher retries with
+//! jittered exponential backoff, resuming from the last resourceVersion (or relisting after a
+//! 410). Only the API's own word that the Service has no ready endpoint publishes an empty
+//! snapshot. The bearer token never appears in a log line, a `Debug` output or an error.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
+mod auth;
+mod backoff;
+mod client;
+mod config;
+mod decode;
 mod error;
+mod machine;
+mod model;
+mod picker;
+mod publish;
+mod resolver;
+mod snapshot;
+mod source;
+mod state;
+mod status;
 mod target;
+mod watcher;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use config::Config;
 pub use error::{Error, ErrorKind};
+pub use picker::Picker;
+pub use publish::Updates;
+pub use resolver::{Builder, Resolver};
+pub use snapshot::{Addresses, Conditions, Diff, Endpoint, Snapshot};
+pub use source::Source;
+pub use status::{Counters, Status};
 pub use target::{Port, Target};

@@ -1,0 +1,268 @@
+//! The tiny API client: LIST and WATCH one Service's objects over ureq, and turn every
+//! non-2xx answer into an [`Error`] that carries the Status (or the plain-text body),
+//! the HTTP status and `Retry-After`.
+//!
+//! One ureq `Agent` per resolver: [`Client::shutdown_handle`] gives the resolver a clone whose
+//! `shutdown()` interrupts a read blocked in the watcher thread.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
+use ureq::Body;
+
+use crate::auth::{TokenConnector, PLACEHOLDER};
+use crate::config::{Prepared, TokenSource};
+use crate::decode::{decode_list, decode_status, Listed};
+use crate::source::Resource;
+use crate::Error;
+
+/// The largest error body we read; the rest is dropped.
+pub(crate) const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// The largest list response we accept: 5,000 endpoints in slices are ~2 MiB.
+pub(crate) const MAX_LIST_BODY: u64 = 256 * 1024 * 1024;
+
+/// Network timeouts, each with one meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// TCP connect (and name resolution).
+    pub connect: Duration,
+    /// From sending a request to the response headers (also the TLS handshake).
+    pub response: Duration,
+    /// Between two reads of a body: how long a silent watch may stay silent before it is
+    /// declared dead. Must exceed the watch timeout window, since a quiet Service on a server
+    /// that sends no bookmarks sends nothing until the watch ends.
+    pub read: Duration,
+}
+
+/// A LIST/WATCH client for one API server.
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<Arc<TokenSource>>,
+}
+
+/// An open watch: the body to read events from.
+pub(crate) struct WatchStream {
+    pub body: ureq::BodyReader<'static>,
+}
+
+impl Client {
+    pub(crate) fn new(prepared: &Prepared, timeouts: Timeouts) -> Client {
+        let roots = match &prepared.ca {
+            Some(certs) => RootCerts::new_with_certs(certs),
+            None => RootCerts::WebPki,
+        };
+        let tls = TlsConfig::builder().root_certs(roots).build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            // Never a proxy from the environment: in a cluster the API is reached directly.
+            .proxy(None)
+            // We read error bodies ourselves: they carry the Status and Retry-After.
+            .http_status_as_error(false)
+            .https_only(prepared.base.starts_with("https://"))
+            .max_redirects(0)
+            .user_agent(concat!("kuberesolver/", env!("CARGO_PKG_VERSION")))
+            .accept("application/json")
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_recv_response(Some(timeouts.response))
+            .timeout_per_read(Some(timeouts.read))
+            .max_idle_connections_per_host(2)
+            .build();
+        let agent = match &prepared.token {
+            // The token goes in below ureq's request logging: see auth.rs.
+            Some(token) => ureq::Agent::with_parts(
+                config,
+                DefaultConnector::new().chain(TokenConnector {
+                    token: token.clone(),
+                }),
+                DefaultResolver::default(),
+            ),
+            None => config.new_agent(),
+        };
+        Client {
+            agent,
+            base: prepared.base.clone(),
+            token: prepared.token.clone(),
+        }
+    }
+
+    /// A handle whose `shutdown()` makes every request of this client fail at once.
+    pub(crate) fn shutdown_handle(&self) -> ureq::Agent {
+        self.agent.clone()
+    }
+
+    /// The token was refused (401): re-read it. Returns whether it changed.
+    pub(crate) fn refresh_token(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| t.refresh_now())
+    }
+
+    fn get(&self, path_and_query: &str) -> Result<Response<Body>, Error> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut request = self.agent.get(&url);
+        if self.token.is_some() {
+            request = request.header("Authorization", format!("Bearer {PLACEHOLDER}"));
+        }
+        request
+            .call()
+            .map_err(|e| transport_error(&e, path_and_query))
+    }
+
+    /// LIST the Service's objects.
+    pub(crate) fn list(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Listed, Error> {
+        let path = format!(
+            "{}?{}",
+            resource.collection(namespace),
+            resource.selector(service)
+        );
+        let response = self.get(&path)?;
+        let response = check(response, resource, namespace, service, "list")?;
+        let mut body = Vec::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(MAX_LIST_BODY + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| Error::transport(format!("reading the {resource} list failed: {e}")))?;
+        if body.len() as u64 > MAX_LIST_BODY {
+            return Err(Error::decode(format!(
+                "the {resource} list is larger than {MAX_LIST_BODY} bytes"
+            )));
+        }
+        decode_list(&body, resource)
+    }
+
+    /// WATCH from `resource_version`; the server ends the stream after `timeout_seconds`.
+    pub(crate) fn watch(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        service: &str,
+        resource_version: &str,
+        timeout_seconds: u64,
+    ) -> Result<WatchStream, Error> {
+        let path = format!(
+            "{}?{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout_seconds}",
+            resource.collection(namespace),
+            resource.selector(service),
+            query_escape(resource_version),
+        );
+        let response = self.get(&path)?;
+        let response = check(response, resource, namespace, service, "watch")?;
+        Ok(WatchStream {
+            body: response.into_body().into_reader(),
+        })
+    }
+}
+
+/// A resourceVersion is opaque: escape anything that is not a safe query character.
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Pass 2xx through; turn anything else into an API error with the Status message.
+fn check(
+    response: Response<Body>,
+    resource: Resource,
+    namespace: &str,
+    service: &str,
+    verb: &str,
+) -> Result<Response<Body>, Error> {
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    // A failed read leaves what arrived; the status code says enough on its own.
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    let (reason, message) = match decode_status(&body) {
+        Some(s) => (s.reason, s.message.unwrap_or_default()),
+        None => (None, printable(&body)),
+    };
+    let mut text = format!("{verb} {resource} {namespace}/{service}: HTTP {status}");
+    if let Some(reason) = &reason {
+        text.push_str(&format!(" {reason}"));
+    }
+    if !message.is_empty() {
+        text.push_str(&format!(": {}", printable(message.as_bytes())));
+    }
+    match status {
+        403 => text.push_str(&format!(
+            " (grant the service account a Role rule: {})",
+            resource.rbac_rule()
+        )),
+        401 => text.push_str(" (the token is missing, expired or rotated)"),
+        _ => {}
+    }
+    Err(Error::api(status, reason, text, retry_after))
+}
+
+/// A body or message shown in an error or a log line: at most 300 characters, control
+/// characters escaped, so a hostile server cannot forge log lines.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == 300 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn transport_error(e: &ureq::Error, path: &str) -> Error {
+    let path = path.split('?').next().unwrap_or(path);
+    Error::transport(format!("GET {path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_versions_are_escaped_as_opaque_strings() {
+        assert_eq!(query_escape("12345"), "12345");
+        assert_eq!(query_escape("a b&c=d"), "a%20b%26c%3Dd");
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_and_caps_length() {
+        assert_eq!(printable(b"line\nforged"), "line\\nforged");
+        assert_eq!(printable(&[b'x'; 1000]).chars().count(), 301);
+    }
+}

@@ -1,0 +1,78 @@
+//! Entry points for the fuzz targets in `fuzz/` and the corpus replay tests: not a stable
+//! API (behind the `fuzzing` feature, hidden from the docs).
+
+use crate::decode::{decode_event, decode_list, Line, LineSplitter, WatchEvent};
+use crate::source::Resource;
+use crate::state::State;
+use crate::Port;
+
+/// Split `stream` into chunks whose sizes cycle through `chunk_sizes` (0 counts as 1), run
+/// the line splitter and the event decoder for both resources, and return a printable trace
+/// of what came out. The same stream must give the same trace in any chunking.
+pub fn decode_stream(stream: &[u8], chunk_sizes: &[u8], max_line: usize) -> Vec<String> {
+    let mut splitter = LineSplitter::new(max_line.max(1));
+    let mut trace = Vec::new();
+    let mut rest = stream;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let size = chunk_sizes
+            .get(i % chunk_sizes.len().max(1))
+            .copied()
+            .unwrap_or(u8::MAX);
+        let n = usize::from(size).clamp(1, rest.len());
+        i += 1;
+        splitter.push(&rest[..n]);
+        rest = &rest[n..];
+        while let Some(line) = splitter.next_line() {
+            match line {
+                Line::TooLong => trace.push("too long".to_string()),
+                Line::Complete(line) => {
+                    for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+                        trace.push(match decode_event(line, resource) {
+                            Ok(event) => describe(&event),
+                            Err(e) => format!("error: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    trace.push(format!("partial: {}", splitter.has_partial()));
+    trace
+}
+
+fn describe(event: &WatchEvent) -> String {
+    format!("{event:?}")
+}
+
+/// Decode `json` as a list of each resource, merge it, and resolve it with a few ports.
+/// Returns how many endpoints each resolution gave (or `None` for an error).
+pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
+    let mut out = Vec::new();
+    for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+        let Ok(listed) = decode_list(json, resource) else {
+            out.push(None);
+            continue;
+        };
+        let mut state = State::default();
+        state.replace_all(listed.items.into_iter().map(|(n, o)| (n, o.groups)));
+        for port in [
+            None,
+            Some(Port::Number(80)),
+            Some(Port::Name("grpc".into())),
+        ] {
+            let resolved = state.resolve(port.as_ref(), "fuzz");
+            if let Ok(endpoints) = &resolved {
+                let mut sorted = endpoints.clone();
+                sorted.sort();
+                sorted.dedup_by(|a, b| a.addr == b.addr);
+                assert_eq!(
+                    &sorted, endpoints,
+                    "resolve must return sorted, unique endpoints"
+                );
+            }
+            out.push(resolved.ok().map(|e| e.len()));
+        }
+    }
+    out
+}
