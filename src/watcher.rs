@@ -298,7 +298,11 @@ impl Watcher {
                 }
                 Ok(n) => n,
                 Err(e) => {
-                    let message = if e.kind() == std::io::ErrorKind::TimedOut {
+                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                        || e.get_ref()
+                            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+                    let message = if timed_out {
                         "the watch stream went silent past the read timeout (dead connection?)"
                             .to_string()
                     } else {

@@ -1,0 +1,75 @@
+//! A small vocabulary for the integration tests: a fake cluster, a resolver on it, and waits
+//! that read as sentences. Every wait is bounded loosely; none asserts a timing.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kuberesolver::testkit::{FakeApiServer, Pod};
+use kuberesolver::{Builder, Config, Resolver, Snapshot, Source};
+
+/// How long any wait may take before the test fails: generous, so slow CI never flakes.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A plain-HTTP fake API server (the `kubectl proxy` shape).
+pub fn cluster() -> FakeApiServer {
+    FakeApiServer::start().expect("fake API server starts")
+}
+
+/// `n` ready pods named `echo-1..` with IPs `10.0.0.1..`.
+pub fn pods(n: u8) -> Vec<Pod> {
+    (1..=n)
+        .map(|i| Pod::new(format!("echo-{i}"), [10, 0, 0, i]))
+        .collect()
+}
+
+/// The addresses `10.0.0.i:port` for each i.
+pub fn addrs(port: u16, last_octets: impl IntoIterator<Item = u8>) -> Vec<SocketAddr> {
+    last_octets
+        .into_iter()
+        .map(|i| SocketAddr::from(([10, 0, 0, i], port)))
+        .collect()
+}
+
+/// A builder on `server` for `target`, watching Endpoints, with fast retries for tests.
+pub fn builder(server: &FakeApiServer, target: &str) -> Builder {
+    Resolver::builder(target)
+        .config(Config::new(server.url()))
+        .source(Source::Endpoints)
+        .backoff(
+            Duration::from_millis(100),
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+        )
+}
+
+/// A resolver on `server` for `target` (see [`builder`]).
+pub fn resolver(server: &FakeApiServer, target: &str) -> Resolver {
+    builder(server, target).spawn().expect("resolver spawns")
+}
+
+/// Wait until the current snapshot has exactly `expected` addresses; return that snapshot.
+pub fn converges_to(resolver: &Resolver, expected: &[SocketAddr]) -> Snapshot {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let snapshot = resolver.snapshot();
+        if snapshot.version() > 0 && &snapshot.addresses()[..] == expected {
+            return snapshot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never converged to {expected:?}; last {snapshot:?}, status {:#?}",
+            resolver.status()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Wait until `condition` holds, or fail with `what`.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

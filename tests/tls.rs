@@ -1,0 +1,146 @@
+//! TLS against the fake API server: verification always on, the CA or nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use kuberesolver::testkit::{FakeApiServer, TlsIdentity, BUNDLE_PEM, OTHER_CA_PEM, TEST_CA_PEM};
+use kuberesolver::{Config, ErrorKind, Resolver, Source};
+use support::*;
+
+fn tls_server(identity: TlsIdentity) -> FakeApiServer {
+    let server = FakeApiServer::builder()
+        .tls(identity)
+        .token(Some("tls-test-token".into()))
+        .start()
+        .expect("TLS server");
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    server
+}
+
+fn resolver_with(config: Config) -> Resolver {
+    Resolver::builder("kubernetes:///echo.prod:grpc")
+        .config(config.token("tls-test-token"))
+        .source(Source::Endpoints)
+        .backoff(
+            Duration::from_millis(100),
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+        )
+        .spawn()
+        .expect("spawn")
+}
+
+/// The resolver fails to connect, says why, and the server never saw an HTTP request.
+fn refused(server: &FakeApiServer, config: Config, why: &str) {
+    let r = resolver_with(config);
+    let err = r.wait_ready(Duration::from_millis(700)).unwrap_err();
+    let cause = err.cause().expect("a cause");
+    assert_eq!(cause.kind(), ErrorKind::Transport, "{err}");
+    assert!(cause.to_string().contains(why), "{cause}");
+    assert!(
+        server.requests().iter().all(|q| q.method.is_empty()),
+        "no request got through: {:?}",
+        server.requests()
+    );
+}
+
+#[test]
+fn the_cluster_ca_verifies_an_ip_address_server_and_the_token_is_sent() {
+    let server = tls_server(TlsIdentity::test_server());
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let r = resolver_with(Config::new(server.url()).ca_pem(TEST_CA_PEM));
+    converges_to(&r, &addrs(8080, [1, 2]));
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(3));
+    converges_to(&r, &addrs(8080, 1..=3));
+    assert!(server
+        .requests()
+        .iter()
+        .all(|q| q.bearer_token() == Some("tls-test-token")));
+}
+
+#[test]
+fn every_certificate_of_a_pem_bundle_is_trusted() {
+    let server = tls_server(TlsIdentity::test_server());
+    assert!(
+        BUNDLE_PEM.starts_with(OTHER_CA_PEM.trim_end()),
+        "the right CA comes second"
+    );
+    let dir = std::env::temp_dir().join(format!("kuberesolver-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, BUNDLE_PEM).expect("write");
+    let r = resolver_with(Config::new(server.url()).ca_file(&ca_file));
+    converges_to(&r, &addrs(8080, [1, 2]));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_ipv6_server_in_brackets_verifies_against_its_ip_san() {
+    let Ok(server) = FakeApiServer::builder()
+        .bind("[::1]:0".parse().expect("addr"))
+        .tls(TlsIdentity::test_server())
+        .token(Some("tls-test-token".into()))
+        .start()
+    else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
+    let url = format!("https://[::1]:{}", server.addr().port());
+    let r = resolver_with(Config::new(url).ca_pem(TEST_CA_PEM));
+    converges_to(&r, &addrs(8080, [1]));
+}
+
+#[test]
+fn a_server_signed_by_another_ca_is_refused() {
+    let server = tls_server(TlsIdentity::test_server());
+    refused(
+        &server,
+        Config::new(server.url()).ca_pem(OTHER_CA_PEM),
+        "UnknownIssuer",
+    );
+}
+
+#[test]
+fn without_a_ca_the_webpki_roots_refuse_a_private_ca() {
+    let server = tls_server(TlsIdentity::test_server());
+    refused(&server, Config::new(server.url()), "UnknownIssuer");
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let server = tls_server(TlsIdentity::wrong_san());
+    refused(
+        &server,
+        Config::new(server.url()).ca_pem(TEST_CA_PEM),
+        "not valid for name",
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let server = tls_server(TlsIdentity::expired());
+    refused(
+        &server,
+        Config::new(server.url()).ca_pem(TEST_CA_PEM),
+        "certificate expired",
+    );
+}
+
+#[test]
+fn plain_http_to_a_tls_server_fails_without_resolving() {
+    let server = tls_server(TlsIdentity::test_server());
+    let url = format!("http://{}", server.addr());
+    let r = resolver_with(Config::new(url));
+    assert!(r.wait_ready(Duration::from_millis(500)).is_err());
+}
+
+#[test]
+fn a_ca_with_an_http_url_is_a_configuration_error_at_spawn() {
+    let err = Resolver::builder("kubernetes:///echo.prod:grpc")
+        .config(Config::new("http://127.0.0.1:1").ca_pem(TEST_CA_PEM))
+        .spawn()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
