@@ -65,7 +65,7 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
             if let Ok(endpoints) = &resolved {
                 let mut sorted = endpoints.clone();
                 sorted.sort();
-                sorted.dedup_by(|a, b| a.addr == b.addr);
+                sorted.dedup_by(|a, b| a.addr() == b.addr());
                 assert_eq!(
                     &sorted, endpoints,
                     "resolve must return sorted, unique endpoints"
@@ -75,4 +75,48 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
         }
     }
     out
+}
+
+/// The decode → merge → resolve path of the watcher, without sockets, for benchmarks.
+pub struct Merger {
+    state: State,
+    resource: Resource,
+    port: Option<Port>,
+}
+
+impl Merger {
+    /// A merger for EndpointSlices (`slices == true`) or Endpoints, resolving `port`.
+    pub fn new(slices: bool, port: Option<Port>) -> Merger {
+        Merger {
+            state: State::default(),
+            resource: if slices {
+                Resource::EndpointSlices
+            } else {
+                Resource::Endpoints
+            },
+            port,
+        }
+    }
+
+    /// Decode one watch event line and apply it; true when the state changed.
+    pub fn apply(&mut self, line: &[u8]) -> Result<bool, String> {
+        match decode_event(line, self.resource).map_err(|e| e.to_string())? {
+            WatchEvent::Applied { name, object, .. } => Ok(self.state.apply(name, object.groups)),
+            WatchEvent::Deleted { name, .. } => Ok(self.state.delete(&name)),
+            _ => Ok(false),
+        }
+    }
+
+    /// Decode one line only (to split decode time from merge time).
+    pub fn decode_only(&self, line: &[u8]) -> bool {
+        decode_event(line, self.resource).is_ok()
+    }
+
+    /// Resolve the merged state into endpoints; returns how many.
+    pub fn resolve(&mut self) -> Result<usize, String> {
+        self.state
+            .resolve(self.port.as_ref(), "bench")
+            .map(|e| e.len())
+            .map_err(|e| e.to_string())
+    }
 }

@@ -25,10 +25,27 @@ use crate::publish::Shared;
 /// }
 /// # }
 /// ```
+///
+/// # Zone-aware picking
+///
+/// [`prefer_zone`](Self::prefer_zone) keeps traffic in the caller's zone (cross-zone traffic
+/// costs money and latency): it picks round robin among the ready endpoints whose zone is
+/// the given one, and falls back to all ready endpoints while none of them is in that zone.
+/// Zones come from EndpointSlices (`endpoints[].zone`); core/v1 Endpoints carry none, so
+/// there a zone-aware picker behaves like a plain one.
+///
+/// ```
+/// # fn demo(resolver: &kuberesolver::Resolver) {
+/// let zone = std::env::var("MY_ZONE").unwrap_or_default(); // e.g. from the downward API
+/// let picker = resolver.picker().prefer_zone(zone);
+/// let addr = picker.pick();
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Picker {
     shared: Arc<Shared>,
     cursor: Arc<AtomicUsize>,
+    zone: Option<Arc<str>>,
 }
 
 /// How many resolvers one thread caches addresses for. More are served, just with more
@@ -37,6 +54,7 @@ const CACHE_SLOTS: usize = 8;
 
 struct Slot {
     resolver: u64,
+    zone: Option<Arc<str>>,
     version: u64,
     addresses: Arc<[SocketAddr]>,
 }
@@ -50,7 +68,38 @@ impl Picker {
         Picker {
             shared,
             cursor: Arc::new(AtomicUsize::new(0)),
+            zone: None,
         }
+    }
+
+    /// This picker, but preferring endpoints in `zone` (see [Zone-aware
+    /// picking](#zone-aware-picking)). An empty zone means no preference.
+    pub fn prefer_zone(mut self, zone: impl Into<String>) -> Picker {
+        let zone: String = zone.into();
+        self.zone = (!zone.is_empty()).then(|| Arc::from(zone));
+        self.cursor = Arc::new(AtomicUsize::new(0));
+        self
+    }
+
+    /// The preferred zone, if any.
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref()
+    }
+
+    /// The addresses this picker chooses from in `snapshot`.
+    fn candidates(&self, snapshot: &crate::Snapshot) -> Arc<[SocketAddr]> {
+        if let Some(zone) = &self.zone {
+            let local: Vec<SocketAddr> = snapshot
+                .endpoints()
+                .iter()
+                .filter(|e| e.zone() == Some(zone))
+                .map(|e| e.addr())
+                .collect();
+            if !local.is_empty() {
+                return Arc::from(local);
+            }
+        }
+        snapshot.addresses().shared().clone()
     }
 
     /// The next address in turn, or `None` when there is none.
@@ -59,7 +108,10 @@ impl Picker {
         let id = self.shared.id();
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let index = match cache.iter().position(|s| s.resolver == id) {
+            let index = match cache
+                .iter()
+                .position(|s| s.resolver == id && s.zone == self.zone)
+            {
                 Some(i) => i,
                 None => {
                     if cache.len() >= CACHE_SLOTS {
@@ -67,6 +119,7 @@ impl Picker {
                     }
                     cache.push(Slot {
                         resolver: id,
+                        zone: self.zone.clone(),
                         version: u64::MAX,
                         addresses: Arc::from(Vec::new()),
                     });
@@ -77,7 +130,7 @@ impl Picker {
             if slot.version != version {
                 let snapshot = self.shared.current();
                 slot.version = snapshot.version();
-                slot.addresses = snapshot.addresses().shared().clone();
+                slot.addresses = self.candidates(&snapshot);
             }
             let len = slot.addresses.len();
             if len == 0 {
@@ -93,6 +146,7 @@ impl std::fmt::Debug for Picker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Picker")
             .field("version", &self.shared.version())
+            .field("zone", &self.zone)
             .finish()
     }
 }
@@ -150,6 +204,34 @@ mod tests {
             assert_eq!(pa.pick(), Some(SocketAddr::from(([10, 0, 0, 1], 80))));
             assert_eq!(pb.pick(), Some(SocketAddr::from(([10, 0, 0, 2], 80))));
         }
+    }
+
+    #[test]
+    fn a_zone_aware_picker_stays_in_its_zone_and_falls_back_when_it_is_empty() {
+        let shared = Arc::new(Shared::new());
+        let endpoint = |octet: u8, zone: &str| {
+            Endpoint::with_zone(SocketAddr::from(([10, 0, 0, octet], 80)), Some(zone))
+        };
+        shared.publish(vec![endpoint(1, "a"), endpoint(2, "b"), endpoint(3, "a")]);
+        let picker = Picker::new(shared.clone()).prefer_zone("a");
+        let plain = Picker::new(shared.clone());
+        let mut in_a: Vec<_> = (0..4).filter_map(|_| picker.pick()).collect();
+        in_a.sort();
+        in_a.dedup();
+        assert_eq!(in_a.len(), 2);
+        assert!(in_a
+            .iter()
+            .all(|a| a.ip() != std::net::IpAddr::from([10, 0, 0, 2])));
+        let mut all: Vec<_> = (0..6).filter_map(|_| plain.pick()).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(
+            all.len(),
+            3,
+            "the plain picker on the same thread is not filtered"
+        );
+        shared.publish(vec![endpoint(2, "b")]);
+        assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 2], 80))));
     }
 
     #[test]

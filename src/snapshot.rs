@@ -33,76 +33,97 @@ impl Default for Conditions {
 }
 
 /// One ready address of the Service, with the details the API gives about it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub(crate) addr: SocketAddr,
-    pub(crate) hostname: Option<String>,
-    pub(crate) node: Option<String>,
-    pub(crate) zone: Option<String>,
-    pub(crate) pod: Option<String>,
-    pub(crate) conditions: Conditions,
+///
+/// Cheap to clone (one `Arc`), so snapshots are rebuilt quickly after each change.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint(Arc<EndpointData>);
+
+/// The fields of an [`Endpoint`]; ordered by address first.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct EndpointData {
+    pub addr: SocketAddr,
+    pub hostname: Option<Arc<str>>,
+    pub node: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
+    pub pod: Option<Arc<str>>,
+    pub conditions: Conditions,
 }
 
 impl Endpoint {
+    pub(crate) fn new(data: EndpointData) -> Endpoint {
+        Endpoint(Arc::new(data))
+    }
+
     /// The address to connect to: the pod IP and the chosen port.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr
     }
 
     /// The pod IP.
     pub fn ip(&self) -> IpAddr {
-        self.addr.ip()
+        self.0.addr.ip()
     }
 
     /// The chosen port.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.0.addr.port()
     }
 
     /// The endpoint's `hostname`, set for pods of headless Services with a subdomain.
     pub fn hostname(&self) -> Option<&str> {
-        self.hostname.as_deref()
+        self.0.hostname.as_deref()
     }
 
     /// The node the pod runs on (`nodeName`).
     pub fn node(&self) -> Option<&str> {
-        self.node.as_deref()
+        self.0.node.as_deref()
     }
 
     /// The zone of the node (EndpointSlices only).
     pub fn zone(&self) -> Option<&str> {
-        self.zone.as_deref()
+        self.0.zone.as_deref()
     }
 
     /// The name of the pod behind the address (`targetRef` of kind Pod).
     pub fn pod(&self) -> Option<&str> {
-        self.pod.as_deref()
+        self.0.pod.as_deref()
     }
 
     /// The endpoint's conditions.
     pub fn conditions(&self) -> Conditions {
-        self.conditions
+        self.0.conditions
     }
 
-    /// An endpoint with only an address, for tests and for callers that build snapshots.
+    /// An endpoint with only an address and maybe a zone, for tests.
     #[cfg(test)]
     pub(crate) fn bare(addr: SocketAddr) -> Endpoint {
-        Endpoint {
+        Endpoint::with_zone(addr, None)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_zone(addr: SocketAddr, zone: Option<&str>) -> Endpoint {
+        Endpoint::new(EndpointData {
             addr,
             hostname: None,
             node: None,
-            zone: None,
+            zone: zone.map(Arc::from),
             pod: None,
             conditions: Conditions::default(),
-        }
+        })
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
 impl fmt::Display for Endpoint {
     /// `addr` then the pod name when known: `10.0.0.1:8080 (echo-6f9c-abcde)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.addr)?;
-        if let Some(pod) = &self.pod {
+        write!(f, "{}", self.0.addr)?;
+        if let Some(pod) = &self.0.pod {
             write!(f, " ({pod:?})")?;
         }
         Ok(())
@@ -170,7 +191,7 @@ impl Snapshot {
 
     /// A new snapshot of sorted, de-duplicated endpoints.
     pub(crate) fn new(version: u64, endpoints: Vec<Endpoint>) -> Snapshot {
-        let addresses: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+        let addresses: Vec<SocketAddr> = endpoints.iter().map(Endpoint::addr).collect();
         Snapshot(Arc::new(Inner {
             version,
             addresses: Addresses(Arc::from(addresses)),
@@ -235,7 +256,7 @@ impl Snapshot {
                 (None, None) => return diff,
                 (Some(_), None) => diff.added.extend(new.by_ref().cloned()),
                 (None, Some(_)) => diff.removed.extend(old.by_ref().cloned()),
-                (Some(n), Some(o)) => match n.addr.cmp(&o.addr) {
+                (Some(n), Some(o)) => match n.addr().cmp(&o.addr()) {
                     std::cmp::Ordering::Less => diff.added.extend(new.next().cloned()),
                     std::cmp::Ordering::Greater => diff.removed.extend(old.next().cloned()),
                     std::cmp::Ordering::Equal => {

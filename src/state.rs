@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints};
-use crate::snapshot::{Conditions, Endpoint};
+use crate::snapshot::{Conditions, Endpoint, EndpointData};
 use crate::{Error, Port};
 
 /// One port a group offers; `name` is `None` for an unnamed port.
@@ -24,11 +25,15 @@ pub(crate) struct PortDef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Member {
     pub ip: IpAddr,
-    pub hostname: Option<String>,
-    pub node: Option<String>,
-    pub zone: Option<String>,
-    pub pod: Option<String>,
+    pub hostname: Option<Arc<str>>,
+    pub node: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
+    pub pod: Option<Arc<str>>,
     pub conditions: Conditions,
+}
+
+fn shared(s: &Option<String>) -> Option<Arc<str>> {
+    s.as_deref().map(Arc::from)
 }
 
 /// Endpoints that share one port list.
@@ -61,10 +66,10 @@ fn port_defs(ports: &Option<Vec<EndpointPort>>) -> Vec<PortDef> {
         .collect()
 }
 
-fn pod_name(target_ref: &Option<crate::model::ObjectRef>) -> Option<String> {
+fn pod_name(target_ref: &Option<crate::model::ObjectRef>) -> Option<Arc<str>> {
     let r = target_ref.as_ref()?;
     match r.kind.as_deref() {
-        Some("Pod") | None => r.name.clone(),
+        Some("Pod") | None => shared(&r.name),
         Some(_) => None,
     }
 }
@@ -97,8 +102,8 @@ fn member_of_address(address: &Address, ready: bool) -> Result<Member, String> {
     let ip: IpAddr = raw.parse().map_err(|_| raw.to_string())?;
     Ok(Member {
         ip,
-        hostname: address.hostname.clone(),
-        node: address.node_name.clone(),
+        hostname: shared(&address.hostname),
+        node: shared(&address.node_name),
         zone: None,
         pod: pod_name(&address.target_ref),
         conditions: Conditions {
@@ -134,9 +139,9 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
             match raw.parse::<IpAddr>() {
                 Ok(ip) => group.members.push(Member {
                     ip,
-                    hostname: endpoint.hostname.clone(),
-                    node: endpoint.node_name.clone(),
-                    zone: endpoint.zone.clone(),
+                    hostname: shared(&endpoint.hostname),
+                    node: shared(&endpoint.node_name),
+                    zone: shared(&endpoint.zone),
                     pod: pod_name(&endpoint.target_ref),
                     conditions,
                 }),
@@ -148,25 +153,61 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
     out
 }
 
-/// The objects of one Service, by object name.
+/// The objects of one Service, by object name, each with its resolution cached.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    objects: BTreeMap<String, Vec<Group>>,
+    objects: BTreeMap<String, Entry>,
+    /// The port the cached resolutions were made for.
+    cached_for: Option<Option<Port>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    groups: Vec<Group>,
+    resolved: Option<Resolved>,
+}
+
+/// What one object contributes for one port.
+#[derive(Debug, Clone)]
+struct Resolved {
+    /// Its ready endpoints, sorted.
+    endpoints: Vec<Endpoint>,
+    /// Ready addresses in groups that do not offer the port: their port descriptions.
+    unmatched: Option<Vec<String>>,
+    /// The port cannot be chosen at all (several ports, none named).
+    fatal: Option<Error>,
 }
 
 impl State {
     /// Replace everything: the result of a list.
     pub(crate) fn replace_all(&mut self, objects: impl IntoIterator<Item = (String, Vec<Group>)>) {
-        self.objects = objects.into_iter().collect();
+        self.objects = objects
+            .into_iter()
+            .map(|(name, groups)| {
+                (
+                    name,
+                    Entry {
+                        groups,
+                        resolved: None,
+                    },
+                )
+            })
+            .collect();
     }
 
     /// ADDED or MODIFIED: the object's groups replace what it had. Returns whether anything
     /// changed.
     pub(crate) fn apply(&mut self, name: String, groups: Vec<Group>) -> bool {
-        if self.objects.get(&name) == Some(&groups) {
+        if self.objects.get(&name).map(|e| &e.groups) == Some(&groups) {
             return false;
         }
-        self.objects.insert(name, groups);
+        self.objects.insert(
+            name,
+            Entry {
+                groups,
+                resolved: None,
+            },
+        );
         true
     }
 
@@ -181,56 +222,43 @@ impl State {
     /// renames or renumbers a port) each contribute what they have. A number is used as is.
     /// No port needs exactly one port per group. Errors: several ports and no name given, or
     /// ready addresses exist but none offers the named port. The error names the ports there are.
+    ///
+    /// Each object's share is cached until the object changes, so an event costs the
+    /// resolution of one object plus one merge of the sorted shares.
     pub(crate) fn resolve(
-        &self,
+        &mut self,
         port: Option<&Port>,
         service: &str,
     ) -> Result<Vec<Endpoint>, Error> {
-        let mut out = Vec::new();
-        let mut unmatched_ready = false;
-        let mut names: Vec<String> = Vec::new();
-        for group in self.objects.values().flatten() {
-            let ready = group.members.iter().filter(|m| m.conditions.ready);
-            if !group.members.iter().any(|m| m.conditions.ready) {
-                continue;
+        if self.cached_for.as_ref().map(Option::as_ref) != Some(port) {
+            for entry in self.objects.values_mut() {
+                entry.resolved = None;
             }
-            let chosen = match port {
-                Some(Port::Number(n)) => Some(*n),
-                Some(Port::Name(name)) => group
-                    .ports
-                    .iter()
-                    .find(|p| p.name.as_deref() == Some(name.as_str()))
-                    .and_then(|p| p.port),
-                None => match group.ports.as_slice() {
-                    [only] => only.port,
-                    [] => None,
-                    several => {
-                        return Err(Error::port(format!(
-                            "the endpoints of service {service:?} have several ports ({}); name one in the target, e.g. \":{}\"",
-                            describe_ports(several),
-                            several.iter().find_map(|p| p.name.as_deref()).unwrap_or("PORT"),
-                        )))
-                    }
-                },
-            };
-            let Some(chosen) = chosen else {
+            self.cached_for = Some(port.cloned());
+        }
+        let mut total = 0;
+        for entry in self.objects.values_mut() {
+            let resolved = entry
+                .resolved
+                .get_or_insert_with(|| resolve_groups(&entry.groups, port, service));
+            if let Some(fatal) = &resolved.fatal {
+                return Err(fatal.clone());
+            }
+            total += resolved.endpoints.len();
+        }
+        let mut out = Vec::with_capacity(total);
+        let mut names: Vec<String> = Vec::new();
+        let mut unmatched_ready = false;
+        for resolved in self.objects.values().filter_map(|e| e.resolved.as_ref()) {
+            out.extend_from_slice(&resolved.endpoints);
+            if let Some(unmatched) = &resolved.unmatched {
                 unmatched_ready = true;
-                for p in &group.ports {
-                    let d = describe_port(p);
-                    if !names.contains(&d) {
-                        names.push(d);
+                for d in unmatched {
+                    if !names.contains(d) {
+                        names.push(d.clone());
                     }
                 }
-                continue;
-            };
-            out.extend(ready.map(|m| Endpoint {
-                addr: SocketAddr::new(m.ip, chosen),
-                hostname: m.hostname.clone(),
-                node: m.node.clone(),
-                zone: m.zone.clone(),
-                pod: m.pod.clone(),
-                conditions: m.conditions,
-            }));
+            }
         }
         if out.is_empty() && unmatched_ready {
             let wanted = match port {
@@ -246,10 +274,68 @@ impl State {
                 }
             )));
         }
+        // The shares are sorted runs: the adaptive sort merges them in about linear time.
         out.sort();
-        out.dedup_by(|a, b| a.addr == b.addr);
+        out.dedup_by(|a, b| a.addr() == b.addr());
         Ok(out)
     }
+}
+
+/// Resolve one object's groups for `port`.
+fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resolved {
+    let mut resolved = Resolved {
+        endpoints: Vec::new(),
+        unmatched: None,
+        fatal: None,
+    };
+    for group in groups {
+        if !group.members.iter().any(|m| m.conditions.ready) {
+            continue;
+        }
+        let chosen = match port {
+            Some(Port::Number(n)) => Some(*n),
+            Some(Port::Name(name)) => group
+                .ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .and_then(|p| p.port),
+            None => match group.ports.as_slice() {
+                [only] => only.port,
+                [] => None,
+                several => {
+                    resolved.fatal = Some(Error::port(format!(
+                        "the endpoints of service {service:?} have several ports ({}); name one in the target, e.g. \":{}\"",
+                        describe_ports(several),
+                        several.iter().find_map(|p| p.name.as_deref()).unwrap_or("PORT"),
+                    )));
+                    return resolved;
+                }
+            },
+        };
+        let Some(chosen) = chosen else {
+            let unmatched = resolved.unmatched.get_or_insert_with(Vec::new);
+            unmatched.extend(group.ports.iter().map(describe_port));
+            continue;
+        };
+        resolved.endpoints.extend(
+            group
+                .members
+                .iter()
+                .filter(|m| m.conditions.ready)
+                .map(|m| {
+                    Endpoint::new(EndpointData {
+                        addr: SocketAddr::new(m.ip, chosen),
+                        hostname: m.hostname.clone(),
+                        node: m.node.clone(),
+                        zone: m.zone.clone(),
+                        pod: m.pod.clone(),
+                        conditions: m.conditions,
+                    })
+                }),
+        );
+    }
+    resolved.endpoints.sort();
+    resolved
 }
 
 fn describe_port(p: &PortDef) -> String {
@@ -290,7 +376,7 @@ mod tests {
         s
     }
 
-    fn addrs(s: &State, port: Option<Port>) -> Result<Vec<String>, String> {
+    fn addrs(s: &mut State, port: Option<Port>) -> Result<Vec<String>, String> {
         s.resolve(port.as_ref(), "echo")
             .map(|eps| eps.iter().map(|e| e.addr().to_string()).collect())
             .map_err(|e| e.to_string())
@@ -306,30 +392,30 @@ mod tests {
 
     #[test]
     fn ready_addresses_times_the_named_port_sorted_without_not_ready_ones() {
-        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
         assert_eq!(
-            addrs(&s, named("grpc")),
+            addrs(&mut s, named("grpc")),
             Ok(vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into()])
         );
         assert_eq!(
-            addrs(&s, named("metrics")),
+            addrs(&mut s, named("metrics")),
             Ok(vec!["10.0.0.1:9090".into(), "10.0.0.2:9090".into()])
         );
     }
 
     #[test]
     fn a_port_number_is_used_as_is() {
-        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
         assert_eq!(
-            addrs(&s, Some(Port::Number(7000))),
+            addrs(&mut s, Some(Port::Number(7000))),
             Ok(vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()])
         );
     }
 
     #[test]
     fn no_port_with_several_ports_is_an_error_naming_them() {
-        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
-        let err = addrs(&s, None).unwrap_err();
+        let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        let err = addrs(&mut s, None).unwrap_err();
         assert!(
             err.contains("\"grpc\"=8080") && err.contains("\"metrics\"=9090"),
             "{err}"
@@ -338,17 +424,17 @@ mod tests {
 
     #[test]
     fn no_port_with_exactly_one_port_uses_it() {
-        let s = state(vec![(
+        let mut s = state(vec![(
             "echo",
             endpoints(r#"{"subsets":[{"addresses":[{"ip":"10.0.0.1"}],"ports":[{"port":80}]}]}"#),
         )]);
-        assert_eq!(addrs(&s, None), Ok(vec!["10.0.0.1:80".into()]));
+        assert_eq!(addrs(&mut s, None), Ok(vec!["10.0.0.1:80".into()]));
     }
 
     #[test]
     fn an_unknown_port_name_is_an_error_listing_the_names() {
-        let s = state(vec![("echo", endpoints(TWO_PORTS))]);
-        let err = addrs(&s, named("http")).unwrap_err();
+        let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        let err = addrs(&mut s, named("http")).unwrap_err();
         assert!(
             err.contains("no port named \"http\"") && err.contains("grpc"),
             "{err}"
@@ -357,7 +443,7 @@ mod tests {
 
     #[test]
     fn named_ports_are_matched_per_subset() {
-        let s = state(vec![(
+        let mut s = state(vec![(
             "echo",
             endpoints(
                 r#"{"subsets":[
@@ -367,7 +453,7 @@ mod tests {
             ),
         )]);
         assert_eq!(
-            addrs(&s, named("grpc")),
+            addrs(&mut s, named("grpc")),
             Ok(vec!["10.0.0.1:8080".into(), "10.0.0.2:9000".into()])
         );
     }
@@ -375,12 +461,12 @@ mod tests {
     #[test]
     fn no_subsets_or_a_deleted_object_resolve_to_empty() {
         let mut s = state(vec![("echo", endpoints("{}"))]);
-        assert_eq!(addrs(&s, named("grpc")), Ok(vec![]));
+        assert_eq!(addrs(&mut s, named("grpc")), Ok(vec![]));
         s.apply("echo".into(), endpoints(TWO_PORTS));
-        assert_eq!(addrs(&s, named("grpc")).map(|a| a.len()), Ok(2));
+        assert_eq!(addrs(&mut s, named("grpc")).map(|a| a.len()), Ok(2));
         assert!(s.delete("echo"));
         assert!(!s.delete("echo"));
-        assert_eq!(addrs(&s, named("grpc")), Ok(vec![]));
+        assert_eq!(addrs(&mut s, named("grpc")), Ok(vec![]));
     }
 
     #[test]
@@ -409,9 +495,9 @@ mod tests {
         let b = slice(
             r#"{"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.2"]},{"addresses":["10.0.0.3"]}],"ports":[{"name":"grpc","port":8080}]}"#,
         );
-        let s = state(vec![("a", a), ("b", b)]);
+        let mut s = state(vec![("a", a), ("b", b)]);
         assert_eq!(
-            addrs(&s, named("grpc")),
+            addrs(&mut s, named("grpc")),
             Ok(vec![
                 "10.0.0.1:8080".into(),
                 "10.0.0.2:8080".into(),
@@ -422,7 +508,7 @@ mod tests {
 
     #[test]
     fn slice_conditions_null_means_ready_and_terminating_is_never_ready() {
-        let s = state(vec![(
+        let mut s = state(vec![(
             "a",
             slice(
                 r#"{"addressType":"IPv4","ports":[{"name":"","port":80}],"endpoints":[
@@ -434,7 +520,7 @@ mod tests {
             ),
         )]);
         assert_eq!(
-            addrs(&s, None),
+            addrs(&mut s, None),
             Ok(vec![
                 "10.0.0.1:80".into(),
                 "10.0.0.2:80".into(),
@@ -455,16 +541,16 @@ mod tests {
         .expect("json");
         let fqdn = normalize_slice(&object);
         assert!(fqdn.fqdn && fqdn.groups.is_empty());
-        let s = state(vec![("p", placeholder), ("n", null_port)]);
+        let mut s = state(vec![("p", placeholder), ("n", null_port)]);
         assert!(
-            addrs(&s, named("grpc")).is_err(),
+            addrs(&mut s, named("grpc")).is_err(),
             "ready endpoint without the port"
         );
-        let s = state(vec![(
+        let mut s = state(vec![(
             "p",
             slice(r#"{"addressType":"IPv4","endpoints":null,"ports":null}"#),
         )]);
-        assert_eq!(addrs(&s, named("grpc")), Ok(vec![]));
+        assert_eq!(addrs(&mut s, named("grpc")), Ok(vec![]));
     }
 
     #[test]
@@ -475,9 +561,9 @@ mod tests {
         let v6 = slice(
             r#"{"addressType":"IPv6","endpoints":[{"addresses":["fd00::1"]}],"ports":[{"name":"grpc","port":8080}]}"#,
         );
-        let s = state(vec![("v4", v4), ("v6", v6)]);
+        let mut s = state(vec![("v4", v4), ("v6", v6)]);
         assert_eq!(
-            addrs(&s, named("grpc")),
+            addrs(&mut s, named("grpc")),
             Ok(vec!["10.0.0.1:8080".into(), "[fd00::1]:8080".into()])
         );
     }

@@ -208,7 +208,7 @@ impl Watcher {
 
     /// Merge the state into endpoints and publish them if they changed. A port problem is an
     /// error: it keeps the last good snapshot.
-    fn publish(&self) {
+    fn publish(&mut self) {
         let s = &self.settings;
         match self.state.resolve(s.port.as_ref(), &s.service) {
             Ok(endpoints) => {
