@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, DefaultConnector};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout};
 use ureq::Body;
 
 use crate::auth::{TokenConnector, PLACEHOLDER};
@@ -58,7 +58,11 @@ impl Client {
             Some(certs) => RootCerts::new_with_certs(certs),
             None => RootCerts::WebPki,
         };
-        let tls = TlsConfig::builder().root_certs(roots).build();
+        let tls = TlsConfig::builder()
+            .root_certs(roots)
+            .client_cert(prepared.client.clone())
+            .disable_verification(prepared.insecure)
+            .build();
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
             // Never a proxy from the environment: in a cluster the API is reached directly.
@@ -74,6 +78,10 @@ impl Client {
             .timeout_per_read(Some(timeouts.read))
             .max_idle_connections_per_host(2)
             .build();
+        let resolver = ServerNameResolver {
+            connect_to: prepared.connect_to.clone(),
+            inner: DefaultResolver::default(),
+        };
         let agent = match &prepared.token {
             // The token goes in below ureq's request logging: see auth.rs.
             Some(token) => ureq::Agent::with_parts(
@@ -81,9 +89,9 @@ impl Client {
                 DefaultConnector::new().chain(TokenConnector {
                     token: token.clone(),
                 }),
-                DefaultResolver::default(),
+                resolver,
             ),
-            None => config.new_agent(),
+            None => ureq::Agent::with_parts(config, DefaultConnector::new(), resolver),
         };
         Client {
             agent,
@@ -162,6 +170,33 @@ impl Client {
         Ok(WatchStream {
             body: response.into_body().into_reader(),
         })
+    }
+}
+
+/// Resolves the URL's host as usual, except a kubeconfig `tls-server-name`: the URL carries
+/// that name (so TLS verifies it), and this maps it back to the server's real `host:port`.
+#[derive(Debug)]
+struct ServerNameResolver {
+    connect_to: Option<(String, String)>,
+    inner: DefaultResolver,
+}
+
+impl Resolver for ServerNameResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        if let Some((name, real)) = &self.connect_to {
+            if uri.host() == Some(name.as_str()) {
+                let real: ureq::http::Uri = format!("https://{real}/")
+                    .parse()
+                    .map_err(|_| ureq::Error::BadUri(real.clone()))?;
+                return self.inner.resolve(&real, config, timeout);
+            }
+        }
+        self.inner.resolve(uri, config, timeout)
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::exec::{ExecSpec, ExecToken};
 use crate::Error;
 
 /// Where service-account files are mounted in a pod.
@@ -24,6 +25,23 @@ pub(crate) const TOKEN_REFRESH: Duration = Duration::from_secs(60);
 pub(crate) struct Secret(String);
 
 impl Secret {
+    /// A bearer token, checked for characters an HTTP header cannot carry.
+    pub(crate) fn new(token: String) -> Result<Secret, Error> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(Error::config("the bearer token is empty"));
+        }
+        if token
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || !c.is_ascii())
+        {
+            return Err(Error::config(
+                "the bearer token holds characters a token cannot have",
+            ));
+        }
+        Ok(Secret(token.to_string()))
+    }
+
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
@@ -39,12 +57,37 @@ impl fmt::Debug for Secret {
 enum TokenSpec {
     Value(Secret),
     File(PathBuf),
+    Exec(ExecSpec),
 }
 
-#[derive(Clone, Debug)]
-enum CaSpec {
+/// PEM, inline or in a file read at spawn.
+#[derive(Clone)]
+pub(crate) enum PemSource {
     File(PathBuf),
     Pem(Vec<u8>),
+}
+
+impl fmt::Debug for PemSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PemSource::File(p) => write!(f, "file {}", p.display()),
+            PemSource::Pem(_) => f.write_str("PEM"),
+        }
+    }
+}
+
+impl PemSource {
+    fn read(&self, what: &str) -> Result<(Vec<u8>, String), Error> {
+        match self {
+            PemSource::Pem(pem) => Ok((pem.clone(), format!("the {what} PEM"))),
+            PemSource::File(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error::config(format!("cannot read {what} file {}: {e}", path.display()))
+                })?;
+                Ok((pem, format!("{what} file {}", path.display())))
+            }
+        }
+    }
 }
 
 /// The connection to the Kubernetes API server.
@@ -69,8 +112,12 @@ enum CaSpec {
 pub struct Config {
     server: String,
     token: Option<TokenSpec>,
-    ca: Option<CaSpec>,
+    ca: Option<PemSource>,
     namespace: Option<String>,
+    tls_server_name: Option<String>,
+    client: Option<(PemSource, PemSource)>,
+    /// Only a kubeconfig can turn verification off.
+    insecure: bool,
 }
 
 impl fmt::Debug for Config {
@@ -83,17 +130,20 @@ impl fmt::Debug for Config {
                     None => "none".to_string(),
                     Some(TokenSpec::Value(_)) => "<redacted>".to_string(),
                     Some(TokenSpec::File(p)) => format!("file {}", p.display()),
+                    Some(TokenSpec::Exec(e)) => format!("exec {:?}", e.command),
                 },
             )
             .field(
                 "ca",
                 &match &self.ca {
                     None => "webpki roots".to_string(),
-                    Some(CaSpec::File(p)) => format!("file {}", p.display()),
-                    Some(CaSpec::Pem(_)) => "PEM".to_string(),
+                    Some(source) => format!("{source:?}"),
                 },
             )
             .field("namespace", &self.namespace)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("client_certificate", &self.client.as_ref().map(|c| &c.0))
+            .field("insecure_skip_tls_verify", &self.insecure)
             .finish()
     }
 }
@@ -107,6 +157,9 @@ impl Config {
             token: None,
             ca: None,
             namespace: None,
+            tls_server_name: None,
+            client: None,
+            insecure: false,
         }
     }
 
@@ -126,13 +179,13 @@ impl Config {
     /// A PEM file of CA certificates to trust instead of the webpki roots; every certificate
     /// in it is trusted. Read at spawn.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Config {
-        self.ca = Some(CaSpec::File(path.into()));
+        self.ca = Some(PemSource::File(path.into()));
         self
     }
 
     /// CA certificates as PEM bytes, like [`ca_file`](Self::ca_file).
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Config {
-        self.ca = Some(CaSpec::Pem(pem.into()));
+        self.ca = Some(PemSource::Pem(pem.into()));
         self
     }
 
@@ -141,6 +194,81 @@ impl Config {
     pub fn namespace(mut self, namespace: impl Into<String>) -> Config {
         self.namespace = Some(namespace.into());
         self
+    }
+
+    /// The name to verify the server's certificate against, instead of the URL's host
+    /// (kubeconfig `tls-server-name`). Connections still go to the URL's host.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Config {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// A client certificate (chain) and its private key, as PEM files read at spawn, for API
+    /// servers that authenticate clients by certificate.
+    pub fn client_certificate_files(
+        mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Config {
+        self.client = Some((
+            PemSource::File(certificate.into()),
+            PemSource::File(key.into()),
+        ));
+        self
+    }
+
+    /// A client certificate (chain) and its private key as PEM bytes.
+    pub fn client_certificate_pem(
+        mut self,
+        certificate: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Config {
+        self.client = Some((
+            PemSource::Pem(certificate.into()),
+            PemSource::Pem(key.into()),
+        ));
+        self
+    }
+
+    pub(crate) fn client_identity(mut self, certificate: PemSource, key: PemSource) -> Config {
+        self.client = Some((certificate, key));
+        self
+    }
+
+    pub(crate) fn insecure_from_kubeconfig(mut self) -> Config {
+        self.insecure = true;
+        self
+    }
+
+    pub(crate) fn exec(mut self, spec: ExecSpec) -> Config {
+        self.token = Some(TokenSpec::Exec(spec));
+        self
+    }
+
+    /// The current context of the user's kubeconfig: `KUBECONFIG` (a list of files) or
+    /// `~/.kube/config`.
+    ///
+    /// A JSON kubeconfig is read directly; a YAML one through
+    /// `kubectl config view --minify --flatten -o json` (`kubectl` from `PATH`; see
+    /// [`kubeconfig_with_kubectl`](Self::kubeconfig_with_kubectl)). Supported: `server` (with a
+    /// path prefix), `certificate-authority(-data)`, `tls-server-name`,
+    /// `insecure-skip-tls-verify` (with a loud warning), `token`, `tokenFile`, client
+    /// certificates and keys (data or file), `exec` credential plugins, and the context's
+    /// namespace as the default namespace. Relative paths are relative to the kubeconfig.
+    pub fn kubeconfig() -> Result<Config, Error> {
+        Config::kubeconfig_with_kubectl("kubectl")
+    }
+
+    /// [`kubeconfig`](Self::kubeconfig) with the path of the `kubectl` to read YAML with.
+    pub fn kubeconfig_with_kubectl(kubectl: impl Into<PathBuf>) -> Result<Config, Error> {
+        let files = crate::kubeconfig::locate(&|k| std::env::var(k).ok());
+        crate::kubeconfig::load(&files, &kubectl.into())
+    }
+
+    /// The current context of one kubeconfig file (JSON directly, YAML through `kubectl` on
+    /// `PATH`).
+    pub fn from_kubeconfig_file(path: impl Into<PathBuf>) -> Result<Config, Error> {
+        crate::kubeconfig::load(&[path.into()], Path::new("kubectl"))
     }
 
     /// The server URL as given.
@@ -160,12 +288,12 @@ impl Config {
     /// Fails when the environment variables are missing (not in a pod). The files are read at
     /// spawn, except the namespace, which is read here (it never changes).
     pub fn in_cluster() -> Result<Config, Error> {
-        Config::in_cluster_from(|k| std::env::var(k).ok(), Path::new(SERVICE_ACCOUNT_DIR))
+        Config::in_cluster_from(&|k| std::env::var(k).ok(), Path::new(SERVICE_ACCOUNT_DIR))
     }
 
     /// [`in_cluster`](Self::in_cluster) with the environment and the folder given, for tests.
     pub(crate) fn in_cluster_from(
-        env: impl Fn(&str) -> Option<String>,
+        env: &dyn Fn(&str) -> Option<String>,
         dir: &Path,
     ) -> Result<Config, Error> {
         let host = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty());
@@ -197,15 +325,31 @@ impl Config {
     }
 
     /// The configuration for wherever the program runs: [`in_cluster`](Self::in_cluster) when
-    /// `KUBERNETES_SERVICE_HOST` is set, else a clear error saying what was tried.
+    /// `KUBERNETES_SERVICE_HOST` is set, else the user's [`kubeconfig`](Self::kubeconfig),
+    /// else an error that says what was tried.
     pub fn infer() -> Result<Config, Error> {
-        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-            return Config::in_cluster();
+        Config::infer_from(
+            &|k| std::env::var(k).ok(),
+            Path::new(SERVICE_ACCOUNT_DIR),
+            Path::new("kubectl"),
+        )
+    }
+
+    pub(crate) fn infer_from(
+        env: &dyn Fn(&str) -> Option<String>,
+        service_account: &Path,
+        kubectl: &Path,
+    ) -> Result<Config, Error> {
+        if env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()) {
+            return Config::in_cluster_from(env, service_account);
         }
-        Err(Error::config(
-            "cannot infer the API server: not in a pod (KUBERNETES_SERVICE_HOST is not set); \
-             outside a cluster, run `kubectl proxy` and use Config::new(\"http://127.0.0.1:8001\")",
-        ))
+        let files = crate::kubeconfig::locate(env);
+        crate::kubeconfig::load(&files, kubectl).map_err(|e| {
+            Error::config(format!(
+                "cannot infer the API server: not in a pod (KUBERNETES_SERVICE_HOST is not set), and {e}; \
+                 alternatively run `kubectl proxy` and use Config::new(\"http://127.0.0.1:8001\")"
+            ))
+        })
     }
 
     /// Check the URL, read the files: everything that can fail before the watcher starts.
@@ -213,31 +357,66 @@ impl Config {
         let server = parse_server(&self.server)?;
         let ca = match &self.ca {
             None => None,
-            Some(CaSpec::Pem(pem)) => Some(parse_certificates(pem, "the CA PEM")?),
-            Some(CaSpec::File(path)) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::config(format!("cannot read CA file {}: {e}", path.display()))
-                })?;
-                Some(parse_certificates(
-                    &pem,
-                    &format!("CA file {}", path.display()),
-                )?)
+            Some(source) => {
+                let (pem, what) = source.read("CA")?;
+                Some(parse_certificates(&pem, &what)?)
             }
         };
-        if ca.is_some() && !server.https {
+        let client = match &self.client {
+            None => None,
+            Some((cert, key)) => {
+                let (pem, what) = cert.read("client certificate")?;
+                let chain = parse_certificates(&pem, &what)?;
+                let (pem, what) = key.read("client key")?;
+                let key = ureq::tls::PrivateKey::from_pem(&pem)
+                    .map_err(|_| Error::config(format!("{what} holds no private key")))?;
+                Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
+            }
+        };
+        let tls_used =
+            ca.is_some() || client.is_some() || self.tls_server_name.is_some() || self.insecure;
+        if tls_used && !server.https {
             return Err(Error::config(format!(
-                "a CA is configured but the server URL {:?} is not https",
+                "TLS settings are configured but the server URL {:?} is not https",
                 self.server
             )));
         }
         let token = match &self.token {
             None => None,
-            Some(TokenSpec::Value(secret)) => Some(Arc::new(TokenSource::fixed(secret.clone()))),
+            Some(TokenSpec::Value(secret)) => {
+                Some(Arc::new(TokenSource::fixed(Secret::new(secret.0.clone())?)))
+            }
             Some(TokenSpec::File(path)) => Some(Arc::new(TokenSource::file(path.clone())?)),
+            Some(TokenSpec::Exec(spec)) => Some(Arc::new(TokenSource::exec(spec.clone())?)),
         };
+        let (base, connect_to) = match &self.tls_server_name {
+            None => (server.base, None),
+            Some(name) => {
+                if name.is_empty() || name.contains(['/', ':', '@', ' ', '?', '#']) {
+                    return Err(Error::config(format!("bad tls-server-name {name:?}")));
+                }
+                // Connect to the URL's host, verify the certificate for `name`: the URL
+                // names `name`, and a resolver maps it back to the real host.
+                let real = server.authority_with_port.clone();
+                (
+                    format!("https://{name}:{}{}", server.port, server.path),
+                    Some((name.clone(), real)),
+                )
+            }
+        };
+        if self.insecure {
+            log::warn!(
+                "TLS verification of {} is OFF (insecure-skip-tls-verify in the kubeconfig): \
+                 anyone in the path can read the token and forge the endpoints",
+                self.server
+            );
+        }
         Ok(Prepared {
-            base: server.base,
+            base,
             ca,
+            client,
+            insecure: self.insecure,
+            connect_to,
             token,
             namespace: self.namespace.clone(),
         })
@@ -251,6 +430,10 @@ pub(crate) struct Prepared {
     pub base: String,
     /// The CA certificates to trust; `None` means the webpki roots.
     pub ca: Option<Vec<ureq::tls::Certificate<'static>>>,
+    pub client: Option<ureq::tls::ClientCert>,
+    pub insecure: bool,
+    /// With a tls-server-name: (the name in `base`, the real `host:port` to connect to).
+    pub connect_to: Option<(String, String)>,
     pub token: Option<Arc<TokenSource>>,
     pub namespace: Option<String>,
 }
@@ -258,6 +441,10 @@ pub(crate) struct Prepared {
 struct Server {
     base: String,
     https: bool,
+    /// `host:port` with the default port filled in.
+    authority_with_port: String,
+    port: u16,
+    path: String,
 }
 
 fn parse_server(url: &str) -> Result<Server, Error> {
@@ -313,12 +500,18 @@ fn parse_server(url: &str) -> Result<Server, Error> {
             None => None,
         }
     };
-    if let Some(port) = port {
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
+    let port = match port {
+        Some(port) => match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
             _ => return Err(bad("the port is not a number from 1 to 65535")),
-        }
-    }
+        },
+        None if https => 443,
+        None => 80,
+    };
+    let host = match authority.rfind(':') {
+        Some(i) if !authority.ends_with(']') => &authority[..i],
+        _ => authority,
+    };
     let path = path.trim_end_matches('/');
     Ok(Server {
         base: format!(
@@ -326,6 +519,9 @@ fn parse_server(url: &str) -> Result<Server, Error> {
             if https { "https" } else { "http" }
         ),
         https,
+        authority_with_port: format!("{host}:{port}"),
+        port,
+        path: path.to_string(),
     })
 }
 
@@ -347,70 +543,131 @@ fn parse_certificates(
     Ok(certs)
 }
 
-/// The bearer token, fixed or read from a file that may be rotated under us.
+/// The bearer token: fixed, read from a file that may be rotated under us, or from an exec
+/// plugin.
 pub(crate) struct TokenSource {
-    path: Option<PathBuf>,
-    cached: Mutex<(Secret, Option<Instant>)>,
+    kind: TokenKind,
+}
+
+enum TokenKind {
+    Fixed(Secret),
+    File {
+        path: PathBuf,
+        cached: Mutex<(Secret, Instant)>,
+    },
+    Exec {
+        spec: ExecSpec,
+        cached: Mutex<ExecToken>,
+    },
 }
 
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            TokenKind::Fixed(_) => "fixed".to_string(),
+            TokenKind::File { path, .. } => format!("file {}", path.display()),
+            TokenKind::Exec { spec, .. } => format!("exec {:?}", spec.command),
+        };
         f.debug_struct("TokenSource")
-            .field("path", &self.path)
+            .field("kind", &kind)
             .finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; the data stays valid regardless.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TokenSource {
     fn fixed(secret: Secret) -> TokenSource {
         TokenSource {
-            path: None,
-            cached: Mutex::new((secret, None)),
+            kind: TokenKind::Fixed(secret),
         }
     }
 
     fn file(path: PathBuf) -> Result<TokenSource, Error> {
         let token = read_token(&path)?;
         Ok(TokenSource {
-            path: Some(path),
-            cached: Mutex::new((token, Some(Instant::now()))),
+            kind: TokenKind::File {
+                path,
+                cached: Mutex::new((token, Instant::now())),
+            },
         })
     }
 
-    /// The token to send now: re-read from its file when the copy is older than a minute.
-    /// A failed re-read keeps the last token (and logs why).
+    fn exec(spec: ExecSpec) -> Result<TokenSource, Error> {
+        let token = crate::exec::run(&spec)?;
+        Ok(TokenSource {
+            kind: TokenKind::Exec {
+                spec,
+                cached: Mutex::new(token),
+            },
+        })
+    }
+
+    /// The token to send now: a file is re-read when the copy is older than a minute, a
+    /// plugin is run again when its token expires. A failure keeps the last token (and logs
+    /// why): the server's 401 then says the rest.
     pub(crate) fn current(&self) -> Secret {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Some(path), Some(read_at)) = (&self.path, cached.1) {
-            if read_at.elapsed() >= TOKEN_REFRESH {
+        match &self.kind {
+            TokenKind::Fixed(secret) => secret.clone(),
+            TokenKind::File { path, cached } => {
+                let mut cached = lock(cached);
+                if cached.1.elapsed() >= TOKEN_REFRESH {
+                    match read_token(path) {
+                        Ok(token) => cached.0 = token,
+                        Err(e) => log::warn!("{e}; keeping the previous token"),
+                    }
+                    cached.1 = Instant::now();
+                }
+                cached.0.clone()
+            }
+            TokenKind::Exec { spec, cached } => {
+                let mut cached = lock(cached);
+                if cached.stale() {
+                    match crate::exec::run(spec) {
+                        Ok(token) => *cached = token,
+                        Err(e) => log::warn!("{e}; keeping the previous token"),
+                    }
+                }
+                cached.token.clone()
+            }
+        }
+    }
+
+    /// The server refused the token (401): read or fetch it again now. Returns whether it
+    /// changed.
+    pub(crate) fn refresh_now(&self) -> bool {
+        match &self.kind {
+            TokenKind::Fixed(_) => false,
+            TokenKind::File { path, cached } => {
+                let mut cached = lock(cached);
                 match read_token(path) {
-                    Ok(token) => *cached = (token, Some(Instant::now())),
+                    Ok(token) => {
+                        let changed = token != cached.0;
+                        *cached = (token, Instant::now());
+                        changed
+                    }
                     Err(e) => {
                         log::warn!("{e}; keeping the previous token");
-                        cached.1 = Some(Instant::now());
+                        false
                     }
                 }
             }
-        }
-        cached.0.clone()
-    }
-
-    /// The server refused the token (401): re-read the file before the next request.
-    /// Returns whether the token changed.
-    pub(crate) fn refresh_now(&self) -> bool {
-        let Some(path) = &self.path else {
-            return false;
-        };
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        match read_token(path) {
-            Ok(token) => {
-                let changed = token != cached.0;
-                *cached = (token, Some(Instant::now()));
-                changed
-            }
-            Err(e) => {
-                log::warn!("{e}; keeping the previous token");
-                false
+            TokenKind::Exec { spec, cached } => {
+                let mut cached = lock(cached);
+                match crate::exec::run(spec) {
+                    Ok(token) => {
+                        let changed = token.token != cached.token;
+                        *cached = token;
+                        changed
+                    }
+                    Err(e) => {
+                        log::warn!("{e}; keeping the previous token");
+                        false
+                    }
+                }
             }
         }
     }
@@ -419,20 +676,7 @@ impl TokenSource {
 fn read_token(path: &Path) -> Result<Secret, Error> {
     let raw = std::fs::read_to_string(path)
         .map_err(|e| Error::config(format!("cannot read token file {}: {e}", path.display())))?;
-    let token = raw.trim();
-    if token.is_empty() {
-        return Err(Error::config(format!(
-            "token file {} is empty",
-            path.display()
-        )));
-    }
-    if token.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(Error::config(format!(
-            "token file {} holds characters a bearer token cannot have",
-            path.display()
-        )));
-    }
-    Ok(Secret(token.to_string()))
+    Secret::new(raw).map_err(|e| Error::config(format!("token file {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -499,14 +743,14 @@ mod tests {
             "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
             _ => None,
         };
-        let config = Config::in_cluster_from(env, &dir).expect("in cluster");
+        let config = Config::in_cluster_from(&env, &dir).expect("in cluster");
         assert_eq!(config.server(), "https://[fd00::1]:443");
         assert_eq!(config.default_namespace(), Some("prod"));
     }
 
     #[test]
     fn in_cluster_outside_a_pod_is_a_clear_error() {
-        let err = Config::in_cluster_from(|_| None, Path::new("/nonexistent")).unwrap_err();
+        let err = Config::in_cluster_from(&|_| None, Path::new("/nonexistent")).unwrap_err();
         assert!(err.to_string().contains("KUBERNETES_SERVICE_HOST"));
     }
 
@@ -550,5 +794,59 @@ mod tests {
             "second",
             "kept when the file vanishes"
         );
+    }
+
+    #[test]
+    fn infer_prefers_the_pod_then_the_kubeconfig_and_says_what_it_tried() {
+        let dir = temp_dir("infer");
+        let kubeconfig = dir.join("config.json");
+        std::fs::write(
+            &kubeconfig,
+            r#"{"current-context":"c","contexts":[{"name":"c","context":{"cluster":"k","namespace":"dev"}}],
+               "clusters":[{"name":"k","cluster":{"server":"http://127.0.0.1:8001"}}]}"#,
+        )
+        .expect("write");
+        let path = kubeconfig.display().to_string();
+        let outside = |k: &str| (k == "KUBECONFIG").then(|| path.clone());
+        let config = Config::infer_from(&outside, &dir, Path::new("kubectl")).expect("kubeconfig");
+        assert_eq!(config.server(), "http://127.0.0.1:8001");
+        assert_eq!(config.default_namespace(), Some("dev"));
+
+        let inside = |k: &str| match k {
+            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
+            "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
+            _ => Some(path.clone()),
+        };
+        let config = Config::infer_from(&inside, &dir, Path::new("kubectl")).expect("in cluster");
+        assert_eq!(config.server(), "https://10.96.0.1:443");
+
+        let nowhere = |k: &str| (k == "HOME").then(|| "/nonexistent-home".to_string());
+        let err = Config::infer_from(&nowhere, &dir, Path::new("kubectl")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("KUBERNETES_SERVICE_HOST"), "{text}");
+        assert!(text.contains("/nonexistent-home/.kube/config"), "{text}");
+    }
+
+    #[test]
+    fn a_yaml_kubeconfig_without_kubectl_says_so() {
+        let dir = temp_dir("yaml");
+        let kubeconfig = dir.join("config");
+        std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").expect("write");
+        let err = crate::kubeconfig::load(&[kubeconfig], Path::new("/nonexistent/kubectl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("YAML") && err.contains("/nonexistent/kubectl"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_settings_need_an_https_server() {
+        let err = Config::new("http://h")
+            .tls_server_name("api")
+            .prepare()
+            .unwrap_err();
+        assert!(err.to_string().contains("not https"));
     }
 }

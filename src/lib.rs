@@ -61,6 +61,8 @@ mod client;
 mod config;
 mod decode;
 mod error;
+mod exec;
+mod kubeconfig;
 mod machine;
 mod model;
 mod picker;

@@ -1,0 +1,392 @@
+//! Reading the user's kubeconfig: the current context's cluster, user and namespace.
+//!
+//! JSON kubeconfigs are parsed here; YAML ones (the usual) go through
+//! `kubectl config view --minify --flatten -o json`, so there is no YAML parser in the crate.
+//! `KUBECONFIG` may list several files (merged by kubectl); without it, `~/.kube/config`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::client::printable;
+use crate::config::{Config, PemSource};
+use crate::exec::ExecSpec;
+use crate::Error;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Kubeconfig {
+    clusters: Option<Vec<NamedCluster>>,
+    users: Option<Vec<NamedUser>>,
+    contexts: Option<Vec<NamedContext>>,
+    #[serde(rename = "current-context")]
+    current_context: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NamedCluster {
+    name: String,
+    cluster: Option<Cluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Cluster {
+    server: Option<String>,
+    #[serde(rename = "certificate-authority")]
+    certificate_authority: Option<String>,
+    #[serde(rename = "certificate-authority-data")]
+    certificate_authority_data: Option<String>,
+    #[serde(rename = "insecure-skip-tls-verify")]
+    insecure_skip_tls_verify: Option<bool>,
+    #[serde(rename = "tls-server-name")]
+    tls_server_name: Option<String>,
+    #[serde(rename = "proxy-url")]
+    proxy_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NamedUser {
+    name: String,
+    user: Option<User>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct User {
+    token: Option<String>,
+    #[serde(rename = "tokenFile")]
+    token_file: Option<String>,
+    #[serde(rename = "client-certificate")]
+    client_certificate: Option<String>,
+    #[serde(rename = "client-certificate-data")]
+    client_certificate_data: Option<String>,
+    #[serde(rename = "client-key")]
+    client_key: Option<String>,
+    #[serde(rename = "client-key-data")]
+    client_key_data: Option<String>,
+    exec: Option<ExecSpec>,
+    username: Option<String>,
+    #[serde(rename = "auth-provider")]
+    auth_provider: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NamedContext {
+    name: String,
+    context: Option<Context>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Context {
+    cluster: Option<String>,
+    user: Option<String>,
+    namespace: Option<String>,
+}
+
+/// Where the kubeconfig is: `KUBECONFIG` (a `:`-separated list) or `~/.kube/config`.
+pub(crate) fn locate(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    if let Some(list) = env("KUBECONFIG").filter(|l| !l.is_empty()) {
+        return std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+    }
+    env("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| vec![Path::new(&home).join(".kube").join("config")])
+        .unwrap_or_default()
+}
+
+/// Load the current context from `files`: directly when it is one JSON file, else through
+/// `kubectl`.
+pub(crate) fn load(files: &[PathBuf], kubectl: &Path) -> Result<Config, Error> {
+    let existing: Vec<&PathBuf> = files.iter().filter(|f| f.is_file()).collect();
+    if existing.is_empty() {
+        return Err(Error::config(format!(
+            "no kubeconfig found (looked for {})",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if let [only] = existing.as_slice() {
+        let bytes = std::fs::read(only).map_err(|e| {
+            Error::config(format!("cannot read kubeconfig {}: {e}", only.display()))
+        })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            let parsed: Kubeconfig = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::config(format!(
+                    "kubeconfig {} is not valid JSON: {e}",
+                    only.display()
+                ))
+            })?;
+            return to_config(parsed, only.parent(), &only.display().to_string());
+        }
+    }
+    let json = kubectl_view(files, kubectl)?;
+    let parsed: Kubeconfig = serde_json::from_slice(&json)
+        .map_err(|e| Error::config(format!("`kubectl config view` printed bad JSON: {e}")))?;
+    to_config(parsed, None, "the kubeconfig (via kubectl)")
+}
+
+/// `kubectl config view --minify --flatten -o json` with `KUBECONFIG` set to `files`.
+fn kubectl_view(files: &[PathBuf], kubectl: &Path) -> Result<Vec<u8>, Error> {
+    let list = std::env::join_paths(files)
+        .map_err(|e| Error::config(format!("bad kubeconfig path list: {e}")))?;
+    let output = Command::new(kubectl)
+        .args(["config", "view", "--minify", "--flatten", "-o", "json"])
+        .env("KUBECONFIG", list)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::config(format!(
+                "the kubeconfig is YAML, which is read through kubectl, but `{}` cannot run ({e}); \
+                 install kubectl, point to it, or use a JSON kubeconfig",
+                kubectl.display()
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(Error::config(format!(
+            "`kubectl config view` failed: {}",
+            printable(&output.stderr)
+        )));
+    }
+    Ok(output.stdout)
+}
+
+fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config, Error> {
+    let bad = |why: String| Error::config(format!("{source}: {why}"));
+    let context_name = k
+        .current_context
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| bad("no current-context".into()))?;
+    let context = k
+        .contexts
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context)
+        .ok_or_else(|| bad(format!("context {context_name:?} not found")))?;
+    let cluster_name = context.cluster.unwrap_or_default();
+    let cluster = k
+        .clusters
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster)
+        .ok_or_else(|| bad(format!("cluster {cluster_name:?} not found")))?;
+    let server = cluster
+        .server
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad(format!("cluster {cluster_name:?} has no server")))?;
+    if cluster.proxy_url.is_some() {
+        return Err(bad(
+            "proxy-url is not supported; use `kubectl proxy` instead".into(),
+        ));
+    }
+    let path = |p: &str| -> PathBuf {
+        match base {
+            Some(dir) if Path::new(p).is_relative() => dir.join(p),
+            _ => PathBuf::from(p),
+        }
+    };
+    let mut config = Config::new(server);
+    if let Some(data) = cluster.certificate_authority_data.filter(|d| !d.is_empty()) {
+        config = config.ca_pem(
+            decode_base64(&data)
+                .ok_or_else(|| bad("certificate-authority-data is not base64".into()))?,
+        );
+    } else if let Some(file) = cluster.certificate_authority.filter(|f| !f.is_empty()) {
+        config = config.ca_file(path(&file));
+    }
+    if let Some(name) = cluster.tls_server_name.filter(|n| !n.is_empty()) {
+        config = config.tls_server_name(name);
+    }
+    if cluster.insecure_skip_tls_verify == Some(true) {
+        config = config.insecure_from_kubeconfig();
+    }
+    if let Some(ns) = context.namespace.filter(|n| !n.is_empty()) {
+        config = config.namespace(ns);
+    }
+    let user_name = context.user.unwrap_or_default();
+    let user = k
+        .users
+        .unwrap_or_default()
+        .into_iter()
+        .find(|u| u.name == user_name)
+        .and_then(|u| u.user);
+    let Some(user) = user else {
+        return Ok(config);
+    };
+    if user.username.is_some() || user.auth_provider.is_some() {
+        return Err(bad(format!(
+            "user {user_name:?} uses basic auth or an auth-provider, which are not supported; use a token, a client certificate or an exec plugin"
+        )));
+    }
+    let cert = match (
+        user.client_certificate_data.filter(|d| !d.is_empty()),
+        user.client_certificate.filter(|f| !f.is_empty()),
+    ) {
+        (Some(data), _) => {
+            Some(PemSource::Pem(decode_base64(&data).ok_or_else(|| {
+                bad("client-certificate-data is not base64".into())
+            })?))
+        }
+        (None, Some(file)) => Some(PemSource::File(path(&file))),
+        (None, None) => None,
+    };
+    let key = match (
+        user.client_key_data.filter(|d| !d.is_empty()),
+        user.client_key.filter(|f| !f.is_empty()),
+    ) {
+        (Some(data), _) => {
+            Some(PemSource::Pem(decode_base64(&data).ok_or_else(|| {
+                bad("client-key-data is not base64".into())
+            })?))
+        }
+        (None, Some(file)) => Some(PemSource::File(path(&file))),
+        (None, None) => None,
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => config = config.client_identity(cert, key),
+        (None, None) => {}
+        _ => return Err(bad(format!("user {user_name:?} has a client certificate without a key, or a key without a certificate"))),
+    }
+    if let Some(mut exec) = user.exec {
+        exec.base_dir = base.map(Path::to_path_buf);
+        config = config.exec(exec);
+    } else if let Some(token) = user.token.filter(|t| !t.is_empty()) {
+        config = config.token(token);
+    } else if let Some(file) = user.token_file.filter(|f| !f.is_empty()) {
+        config = config.token_file(path(&file));
+    }
+    Ok(config)
+}
+
+/// Standard base64 with padding, whitespace ignored (kubeconfig `*-data` fields).
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    let mut padding = 0;
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                padding += 1;
+                continue;
+            }
+            _ => return None,
+        };
+        if padding > 0 {
+            return None;
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    (padding <= 2).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_with_and_without_padding_and_rejects_junk() {
+        assert_eq!(decode_base64("aGVsbG8="), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64("aGVs\nbG8"), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64(""), Some(Vec::new()));
+        assert_eq!(decode_base64("aGV$"), None);
+        assert_eq!(decode_base64("aG=Vs"), None);
+    }
+
+    #[test]
+    fn kubeconfig_is_located_from_the_env_list_or_home() {
+        let env = |k: &str| match k {
+            "KUBECONFIG" => Some("/a/config:/b/config".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            locate(&env),
+            vec![PathBuf::from("/a/config"), PathBuf::from("/b/config")]
+        );
+        let env = |k: &str| (k == "HOME").then(|| "/home/me".to_string());
+        assert_eq!(locate(&env), vec![PathBuf::from("/home/me/.kube/config")]);
+    }
+
+    fn config(json: &str) -> Result<Config, Error> {
+        to_config(
+            serde_json::from_str(json).expect("json"),
+            Some(Path::new("/kube")),
+            "test",
+        )
+    }
+
+    const BASE: &str = r#"{"current-context":"c","contexts":[{"name":"c","context":{"cluster":"k","user":"u","namespace":"prod"}}],
+        "clusters":[{"name":"k","cluster":{"server":"https://10.0.0.1:6443/prefix","certificate-authority":"ca.crt","tls-server-name":"api.internal"}}],
+        "users":[{"name":"u","user":{"tokenFile":"token"}}]}"#;
+
+    #[test]
+    fn the_current_context_gives_server_namespace_and_relative_files() {
+        let c = config(BASE).expect("config");
+        assert_eq!(c.server(), "https://10.0.0.1:6443/prefix");
+        assert_eq!(c.default_namespace(), Some("prod"));
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("/kube/ca.crt") && shown.contains("/kube/token"),
+            "{shown}"
+        );
+        assert!(shown.contains("api.internal"), "{shown}");
+    }
+
+    #[test]
+    fn unsupported_or_broken_kubeconfigs_are_clear_errors() {
+        for (json, needle) in [
+            (r#"{"contexts":[]}"#, "no current-context"),
+            (
+                r#"{"current-context":"x","contexts":[]}"#,
+                "context \"x\" not found",
+            ),
+            (
+                &BASE.replace("\"cluster\":\"k\"", "\"cluster\":\"nope\""),
+                "cluster \"nope\" not found",
+            ),
+            (
+                &BASE.replace(r#""tokenFile":"token""#, r#""username":"admin""#),
+                "basic auth",
+            ),
+            (
+                &BASE.replace(r#""tokenFile":"token""#, r#""client-certificate":"c.pem""#),
+                "without a key",
+            ),
+            (
+                &BASE.replace(r#""tls-server-name""#, r#""proxy-url":"http://p","x""#),
+                "proxy-url",
+            ),
+        ] {
+            let err = config(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+}

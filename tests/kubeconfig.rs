@@ -1,0 +1,325 @@
+//! Outside the cluster: kubeconfigs (JSON directly, YAML through the real kubectl), client
+//! certificates, tls-server-name, insecure-skip-tls-verify, and exec credential plugins,
+//! against the fake API server.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kuberesolver::testkit::{
+    FakeApiServer, Fault, TlsIdentity, CLIENT_CA_PEM, CLIENT_CERT_PEM, CLIENT_KEY_PEM, TEST_CA_PEM,
+};
+use kuberesolver::{Config, ErrorKind, Resolver, Source};
+use support::*;
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A fresh temporary folder for one test.
+fn folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "kuberesolver-kubeconfig-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A JSON kubeconfig with one context; `cluster` and `user` are JSON object bodies.
+fn write_kubeconfig(dir: &Path, cluster: serde_json::Value, user: serde_json::Value) -> PathBuf {
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "test",
+        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "me", "namespace": "prod"}}],
+        "clusters": [{"name": "fake", "cluster": cluster}],
+        "users": [{"name": "me", "user": user}],
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).expect("write kubeconfig");
+    path
+}
+
+fn resolve_with(config: Config, target: &str) -> Resolver {
+    Resolver::builder(target)
+        .config(config)
+        .source(Source::Endpoints)
+        .backoff(
+            Duration::from_millis(100),
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+        )
+        .spawn()
+        .expect("spawn")
+}
+
+fn tls_cluster(identity: TlsIdentity, token: Option<&str>) -> FakeApiServer {
+    let server = FakeApiServer::builder()
+        .tls(identity)
+        .token(token.map(str::to_string))
+        .start()
+        .expect("server");
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    server
+}
+
+#[test]
+fn a_json_kubeconfig_with_ca_data_and_a_token_resolves_in_the_contexts_namespace() {
+    let server = tls_cluster(TlsIdentity::test_server(), Some("kc-token"));
+    let dir = folder("json");
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({"server": server.url(), "certificate-authority-data": base64(TEST_CA_PEM.as_bytes())}),
+        serde_json::json!({"token": "kc-token"}),
+    );
+    let config = Config::from_kubeconfig_file(&path).expect("kubeconfig");
+    assert!(!format!("{config:?}").contains("kc-token"));
+    let r = resolve_with(config, "kubernetes:///echo:grpc");
+    converges_to(&r, &addrs(8080, [1, 2]));
+    assert_eq!(r.target().namespace(), Some("prod"));
+}
+
+#[test]
+fn relative_ca_and_token_files_are_read_from_the_kubeconfigs_folder() {
+    let server = tls_cluster(TlsIdentity::test_server(), Some("file-token"));
+    let dir = folder("relative");
+    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
+    std::fs::write(dir.join("token"), "file-token\n").expect("token");
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({"server": server.url(), "certificate-authority": "ca.pem"}),
+        serde_json::json!({"tokenFile": "token"}),
+    );
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+}
+
+#[test]
+fn a_client_certificate_authenticates_and_is_required() {
+    let server = FakeApiServer::builder()
+        .tls(TlsIdentity::test_server())
+        .client_ca(CLIENT_CA_PEM)
+        .start()
+        .expect("server");
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
+    let dir = folder("client-cert");
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({"server": server.url(), "certificate-authority-data": base64(TEST_CA_PEM.as_bytes())}),
+        serde_json::json!({
+            "client-certificate-data": base64(CLIENT_CERT_PEM.as_bytes()),
+            "client-key-data": base64(CLIENT_KEY_PEM.as_bytes()),
+        }),
+    );
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1]));
+    // The same cluster without the certificate: the handshake fails, nothing resolves.
+    let without = resolve_with(
+        Config::new(server.url()).ca_pem(TEST_CA_PEM),
+        "kubernetes:///echo.prod:grpc",
+    );
+    let err = without.wait_ready(Duration::from_millis(500)).unwrap_err();
+    assert_eq!(
+        err.cause().map(|c| c.kind()),
+        Some(ErrorKind::Transport),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_server_name_verifies_the_certificate_for_that_name() {
+    // This certificate is only valid for example.com, not for 127.0.0.1.
+    let server = tls_cluster(TlsIdentity::wrong_san(), None);
+    let dir = folder("server-name");
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({
+            "server": server.url(),
+            "certificate-authority-data": base64(TEST_CA_PEM.as_bytes()),
+            "tls-server-name": "example.com",
+        }),
+        serde_json::json!({}),
+    );
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+    let wrong = resolve_with(
+        Config::new(server.url())
+            .ca_pem(TEST_CA_PEM)
+            .tls_server_name("other.example"),
+        "kubernetes:///echo.prod:grpc",
+    );
+    assert!(wrong.wait_ready(Duration::from_millis(500)).is_err());
+}
+
+#[test]
+fn insecure_skip_tls_verify_is_honoured_only_from_a_kubeconfig() {
+    let server = tls_cluster(TlsIdentity::wrong_san(), None);
+    let dir = folder("insecure");
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({"server": server.url(), "insecure-skip-tls-verify": true}),
+        serde_json::json!({}),
+    );
+    let config = Config::from_kubeconfig_file(&path).expect("kubeconfig");
+    assert!(format!("{config:?}").contains("insecure_skip_tls_verify: true"));
+    let r = resolve_with(config, "kubernetes:///echo:grpc");
+    converges_to(&r, &addrs(8080, [1, 2]));
+}
+
+/// An exec plugin script that prints the token in `dir/token`, counts its runs in `dir/runs`,
+/// and saves `KUBERNETES_EXEC_INFO` to `dir/info`.
+fn exec_plugin(dir: &Path) -> PathBuf {
+    let script = dir.join("plugin.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nD={}\necho run >> \"$D/runs\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$D/info\"\n\
+             printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}' \"$(cat \"$D/token\")\"\n",
+            dir.display()
+        ),
+    )
+    .expect("script");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    script
+}
+
+fn runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("runs"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_exec_plugin_token_is_cached_and_fetched_again_after_a_401() {
+    let server = FakeApiServer::builder()
+        .token(Some("exec-1".into()))
+        .start()
+        .expect("server");
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
+    let dir = folder("exec");
+    std::fs::write(dir.join("token"), "exec-1").expect("token");
+    let script = exec_plugin(&dir);
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({"server": server.url()}),
+        serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": script.display().to_string(),
+            "args": ["get-token"],
+            "env": [{"name": "PLUGIN_SECRET", "value": "not-logged"}],
+            "interactiveMode": "Never",
+        }}),
+    );
+    let config = Config::from_kubeconfig_file(&path).expect("kubeconfig");
+    let r = resolve_with(config, "kubernetes:///echo:grpc");
+    converges_to(&r, &addrs(8080, [1]));
+    server.wait_for_watches(1, PATIENCE);
+    assert_eq!(runs(&dir), 1, "cached until it expires (2099)");
+    let info = std::fs::read_to_string(dir.join("info")).expect("info");
+    assert!(
+        info.contains("\"kind\":\"ExecCredential\"")
+            && info.contains("client.authentication.k8s.io/v1"),
+        "{info}"
+    );
+    // The credential rotates: the old token gets a 401, and the plugin runs again.
+    std::fs::write(dir.join("token"), "exec-2").expect("rotate");
+    server.set_token(Some("exec-2".into()));
+    server.inject(Fault::EndCleanly);
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    converges_to(&r, &addrs(8080, [1, 2]));
+    assert!(runs(&dir) >= 2);
+    assert!(server.requests().iter().any(|q| q.status == 401));
+    assert_eq!(
+        server.requests().last().and_then(|q| q.bearer_token()),
+        Some("exec-2")
+    );
+}
+
+#[test]
+fn a_failing_exec_plugin_fails_spawn_with_its_stderr() {
+    let dir = folder("exec-fail");
+    let script = dir.join("fail.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'please run: cloud auth login' >&2\nexit 3\n",
+    )
+    .expect("script");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = write_kubeconfig(
+        &dir,
+        serde_json::json!({"server": "http://127.0.0.1:1"}),
+        serde_json::json!({"exec": {"command": script.display().to_string()}}),
+    );
+    let config = Config::from_kubeconfig_file(&path).expect("kubeconfig parses");
+    let err = Resolver::builder("kubernetes:///echo:grpc")
+        .config(config)
+        .spawn()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string().contains("please run: cloud auth login"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_yaml_kubeconfig_is_read_through_kubectl() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: kubectl not on PATH");
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("yaml-token"));
+    let dir = folder("yaml");
+    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: me\n    namespace: prod\n\
+             clusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority: ca.pem\nusers:\n- name: me\n  user:\n    token: yaml-token\n",
+            server.url()
+        ),
+    )
+    .expect("yaml");
+    let config = Config::from_kubeconfig_file(&path).expect("kubectl reads the YAML");
+    let r = resolve_with(config, "kubernetes:///echo:grpc");
+    converges_to(&r, &addrs(8080, [1, 2]));
+}
