@@ -19,6 +19,11 @@
 //! - [`Target`] is the parsed `kubernetes:///service.namespace:port` string.
 //! - [`Error`] is the one error type; match on [`Error::kind`].
 //!
+//! The [`guide`] has a page per topic: [targets](guide::targets),
+//! [configuration and RBAC](guide::configuration), [sources](guide::sources),
+//! [publishing](guide::publishing), [picking](guide::picking),
+//! [failure behaviour](guide::failures), and [testing with the testkit](guide::testing).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -78,6 +83,7 @@ mod watcher;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guide;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

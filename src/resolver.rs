@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -20,7 +20,10 @@ use crate::{Config, Error, Picker, Source, Status, Target};
 ///
 /// A `Resolver` owns one watcher thread that lists and then watches the Service's endpoints.
 /// Reading (`addresses`, `snapshot`, `picker().pick()`) never waits for the network. Dropping
-/// the resolver stops the thread, interrupting a blocked read, and joins it.
+/// the resolver stops the thread, interrupting a blocked read, and joins it, in well under a
+/// second. (The one thing nothing can interrupt is a TCP connect to a server that drops
+/// packets: then the drop returns after 0.8 s and the thread ends by itself within the
+/// [connect timeout](Builder::connect_timeout).)
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -119,7 +122,22 @@ impl Drop for Resolver {
             agent.shutdown();
         }
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Everything the thread can block in is interrupted above, except a TCP connect
+            // in progress (std and ureq cannot cancel one): a black-holed API server. Then
+            // the thread is left to finish by itself within the connect timeout, so that
+            // dropping never takes long.
+            let deadline = Instant::now() + JOIN_PATIENCE;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                log::debug!(
+                    "{}: the watcher is still connecting; it ends within the connect timeout",
+                    self.target
+                );
+            }
         }
     }
 }
@@ -162,6 +180,9 @@ impl fmt::Debug for Builder {
     }
 }
 
+/// How long dropping a resolver waits for its thread before leaving it to finish alone.
+const JOIN_PATIENCE: Duration = Duration::from_millis(800);
+
 /// The default watch window's upper end: below common load-balancer idle limits.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -173,7 +194,7 @@ impl Builder {
             config: None,
             source: Source::default(),
             timeouts: Timeouts {
-                connect: Duration::from_secs(10),
+                connect: Duration::from_secs(5),
                 response: Duration::from_secs(30),
                 read: DEFAULT_WATCH_TIMEOUT + Duration::from_secs(30),
             },
@@ -203,7 +224,8 @@ impl Builder {
         self
     }
 
-    /// How long a TCP connect may take. Default: 10 s.
+    /// How long a TCP connect may take. Default: 5 s. (Dropping the resolver during a connect
+    /// to a black-holed server returns at once; the thread finishes within this time.)
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
         self.timeouts.connect = timeout;
         self

@@ -57,16 +57,7 @@ fn write_kubeconfig(dir: &Path, cluster: serde_json::Value, user: serde_json::Va
 }
 
 fn resolve_with(config: Config, target: &str) -> Resolver {
-    Resolver::builder(target)
-        .config(config)
-        .source(Source::Endpoints)
-        .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(400),
-        )
-        .spawn()
-        .expect("spawn")
+    spawn_on(config, Source::Endpoints, target)
 }
 
 fn tls_cluster(identity: TlsIdentity, token: Option<&str>) -> FakeApiServer {
@@ -75,7 +66,7 @@ fn tls_cluster(identity: TlsIdentity, token: Option<&str>) -> FakeApiServer {
         .token(token.map(str::to_string))
         .start()
         .expect("server");
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    scale(&server, 2);
     server
 }
 
@@ -120,7 +111,7 @@ fn a_client_certificate_authenticates_and_is_required() {
         .client_ca(CLIENT_CA_PEM)
         .start()
         .expect("server");
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
+    scale(&server, 1);
     let dir = folder("client-cert");
     let path = write_kubeconfig(
         &dir,
@@ -224,7 +215,7 @@ fn an_exec_plugin_token_is_cached_and_fetched_again_after_a_401() {
         .token(Some("exec-1".into()))
         .start()
         .expect("server");
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
+    scale(&server, 1);
     let dir = folder("exec");
     std::fs::write(dir.join("token"), "exec-1").expect("token");
     let script = exec_plugin(&dir);
@@ -254,7 +245,7 @@ fn an_exec_plugin_token_is_cached_and_fetched_again_after_a_401() {
     std::fs::write(dir.join("token"), "exec-2").expect("rotate");
     server.set_token(Some("exec-2".into()));
     server.inject(Fault::EndCleanly);
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    scale(&server, 2);
     converges_to(&r, &addrs(8080, [1, 2]));
     assert!(runs(&dir) >= 2);
     assert!(server.requests().iter().any(|q| q.status == 401));

@@ -67,7 +67,7 @@ fn the_token_never_reaches_a_log_line_a_debug_output_or_an_error() {
             builder = builder.tls(TlsIdentity::test_server());
         }
         let server = builder.start().expect("server");
-        server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+        scale(&server, 2);
         let mut config = Config::new(server.url()).token_file(&token_file);
         if tls {
             config = config.ca_pem(TEST_CA_PEM);
@@ -91,7 +91,7 @@ fn the_token_never_reaches_a_log_line_a_debug_output_or_an_error() {
         server.set_token(Some(ROTATED.into()));
         server.wait_for_watches(1, PATIENCE);
         server.inject(Fault::EndCleanly);
-        server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(3));
+        scale(&server, 3);
         converges_to(&r, &addrs(8080, 1..=3));
         server.fail_next(1, Failure::InternalError);
         server.inject(Fault::Reset);

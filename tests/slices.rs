@@ -37,16 +37,11 @@ fn slice(server: &FakeApiServer, name: &str, ids: impl IntoIterator<Item = u32>)
 }
 
 fn slices_resolver(server: &FakeApiServer, source: Source) -> Resolver {
-    Resolver::builder("kubernetes:///echo.prod:grpc")
-        .config(Config::new(server.url()))
-        .source(source)
-        .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(400),
-        )
-        .spawn()
-        .expect("spawn")
+    spawn_on(
+        Config::new(server.url()),
+        source,
+        "kubernetes:///echo.prod:grpc",
+    )
 }
 
 #[test]
@@ -233,7 +228,7 @@ fn auto_uses_slices_when_they_exist() {
 fn auto_falls_back_to_endpoints_when_the_slice_api_is_missing_or_forbidden() {
     for missing in [true, false] {
         let server = cluster();
-        server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+        scale(&server, 2);
         if missing {
             server.disable(Resource::EndpointSlices, true);
         } else {
@@ -245,7 +240,7 @@ fn auto_falls_back_to_endpoints_when_the_slice_api_is_missing_or_forbidden() {
         assert_eq!(status.source, Some(Source::Endpoints), "{status:#?}");
         // The fallback is immediate: no error was recorded, no backoff was needed.
         assert_eq!(status.counters.errors, 0, "{status:#?}");
-        server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(3));
+        scale(&server, 3);
         converges_to(&r, &addrs(8080, 1..=3));
     }
 }
@@ -253,7 +248,7 @@ fn auto_falls_back_to_endpoints_when_the_slice_api_is_missing_or_forbidden() {
 #[test]
 fn an_explicit_slice_source_does_not_fall_back() {
     let server = cluster();
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    scale(&server, 2);
     server.forbid(Resource::EndpointSlices, true);
     let r = slices_resolver(&server, Source::EndpointSlices);
     let err = r.wait_ready(Duration::from_millis(500)).unwrap_err();

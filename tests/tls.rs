@@ -14,21 +14,16 @@ fn tls_server(identity: TlsIdentity) -> FakeApiServer {
         .token(Some("tls-test-token".into()))
         .start()
         .expect("TLS server");
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(2));
+    scale(&server, 2);
     server
 }
 
 fn resolver_with(config: Config) -> Resolver {
-    Resolver::builder("kubernetes:///echo.prod:grpc")
-        .config(config.token("tls-test-token"))
-        .source(Source::Endpoints)
-        .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(400),
-        )
-        .spawn()
-        .expect("spawn")
+    spawn_on(
+        config.token("tls-test-token"),
+        Source::Endpoints,
+        "kubernetes:///echo.prod:grpc",
+    )
 }
 
 /// The resolver fails to connect, says why, and the server never saw an HTTP request.
@@ -51,7 +46,7 @@ fn the_cluster_ca_verifies_an_ip_address_server_and_the_token_is_sent() {
     assert!(server.url().starts_with("https://127.0.0.1:"));
     let r = resolver_with(Config::new(server.url()).ca_pem(TEST_CA_PEM));
     converges_to(&r, &addrs(8080, [1, 2]));
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(3));
+    scale(&server, 3);
     converges_to(&r, &addrs(8080, 1..=3));
     assert!(server
         .requests()
@@ -86,7 +81,7 @@ fn an_ipv6_server_in_brackets_verifies_against_its_ip_san() {
         eprintln!("skipped: no IPv6 loopback on this machine");
         return;
     };
-    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
+    scale(&server, 1);
     let url = format!("https://[::1]:{}", server.addr().port());
     let r = resolver_with(Config::new(url).ca_pem(TEST_CA_PEM));
     converges_to(&r, &addrs(8080, [1]));

@@ -31,16 +31,34 @@ pub fn addrs(port: u16, last_octets: impl IntoIterator<Item = u8>) -> Vec<Socket
         .collect()
 }
 
+/// Retries after 50–100 ms, at most 400 ms apart: tests converge fast after a fault.
+pub fn with_fast_retries(builder: Builder) -> Builder {
+    builder.backoff(
+        Duration::from_millis(100),
+        Duration::from_millis(50),
+        Duration::from_millis(400),
+    )
+}
+
 /// A builder on `server` for `target`, watching Endpoints, with fast retries for tests.
 pub fn builder(server: &FakeApiServer, target: &str) -> Builder {
-    Resolver::builder(target)
+    with_fast_retries(Resolver::builder(target))
         .config(Config::new(server.url()))
         .source(Source::Endpoints)
-        .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(400),
-        )
+}
+
+/// Service `echo` in `prod` has `n` ready pods (`pods(n)`) behind port `grpc` = 8080.
+pub fn scale(server: &FakeApiServer, n: u8) -> String {
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(n))
+}
+
+/// A resolver for `target` with `config` and `source`, and fast retries.
+pub fn spawn_on(config: Config, source: Source, target: &str) -> Resolver {
+    with_fast_retries(Resolver::builder(target))
+        .config(config)
+        .source(source)
+        .spawn()
+        .expect("resolver spawns")
 }
 
 /// A resolver on `server` for `target` (see [`builder`]).

@@ -1,0 +1,105 @@
+//! The example programs run for real: `watch` against the fake API server.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kuberesolver::testkit::Pod;
+use support::*;
+
+/// An example binary that `cargo test` built next to this test's binary.
+fn example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
+    let Some(watch) = example("watch") else {
+        eprintln!(
+            "skipped: the watch example is not built (run `cargo test`, which builds examples)"
+        );
+        return;
+    };
+    let server = cluster();
+    server.set_endpoint_slice(
+        "prod",
+        "echo-a",
+        "echo",
+        "IPv4",
+        &[("grpc", Some(8080))],
+        &[Pod::new("echo-7d9f-abcde", [10, 0, 0, 1])
+            .node("node-a")
+            .zone("zone-1")],
+    );
+    let child = Command::new(&watch)
+        .args([
+            "kubernetes:///echo.prod:grpc",
+            "--server",
+            &server.url(),
+            "--for",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch runs");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    server.set_endpoint_slice(
+        "prod",
+        "echo-a",
+        "echo",
+        "IPv4",
+        &[("grpc", Some(8080))],
+        &[Pod::new("echo-7d9f-fghij", [10, 0, 0, 2])
+            .node("node-b")
+            .zone("zone-2")],
+    );
+    let output = child.wait_with_output().expect("watch ends by itself");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("v1") && stdout.contains("v2"), "{stdout}");
+    assert!(
+        stdout.contains("+ 10.0.0.1:8080")
+            && stdout.contains("zone-1")
+            && stdout.contains("node-a")
+            && stdout.contains("echo-7d9f-abcde"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- 10.0.0.1:8080") && stdout.contains("+ 10.0.0.2:8080"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("done: v2"), "{stderr}");
+}
+
+/// Run an example to completion; it exits non-zero when a request failed.
+fn runs_with_zero_failures(name: &str) {
+    let Some(path) = example(name) else {
+        eprintln!(
+            "skipped: the {name} example is not built (run `cargo test`, which builds examples)"
+        );
+        return;
+    };
+    let output = Command::new(&path).output().expect("the example runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn the_demo_rolls_a_deploy_with_zero_failed_requests() {
+    runs_with_zero_failures("demo");
+}
+
+#[test]
+fn the_connector_keeps_connections_in_step_with_zero_failed_requests() {
+    runs_with_zero_failures("connector");
+}

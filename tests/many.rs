@@ -1,0 +1,202 @@
+//! Many resolvers on one API server: each resolves its own Service, and when the server
+//! restarts they all come back without a thundering herd.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kuberesolver::testkit::{FakeApiServer, Pod};
+use kuberesolver::{Config, Resolver, Source};
+use support::*;
+
+const SERVICES: usize = 100;
+
+/// The pods of service `svc-{i}` at generation `generation`: `1 + (i + generation) % 3`
+/// pods with IPs `10.{generation}.{i}.k`.
+fn service_pods(i: usize, generation: u8) -> Vec<Pod> {
+    let count = 1 + (i + generation as usize) % 3;
+    (1..=count as u8)
+        .map(|k| {
+            Pod::new(
+                format!("svc-{i}-{generation}-{k}"),
+                [10, generation, i as u8, k],
+            )
+        })
+        .collect()
+}
+
+fn service_addrs(i: usize, generation: u8) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = service_pods(i, generation)
+        .iter()
+        .map(|p| SocketAddr::new(p.ip, 8080))
+        .collect();
+    addrs.sort();
+    addrs
+}
+
+fn publish(server: &FakeApiServer, i: usize, generation: u8) {
+    server.set_endpoints(
+        "many",
+        &format!("svc-{i}"),
+        &[("grpc", 8080)],
+        &service_pods(i, generation),
+    );
+}
+
+fn target(i: usize) -> String {
+    format!("kubernetes:///svc-{i}.many:grpc")
+}
+
+#[test]
+fn a_hundred_resolvers_on_a_hundred_services_each_resolve_and_follow_their_own() {
+    let server = cluster();
+    for i in 0..SERVICES {
+        publish(&server, i, 1);
+    }
+    let resolvers: Vec<Resolver> = (0..SERVICES)
+        .map(|i| builder(&server, &target(i)).spawn().expect("spawn"))
+        .collect();
+    for (i, r) in resolvers.iter().enumerate() {
+        converges_to(r, &service_addrs(i, 1));
+    }
+    assert!(
+        server.wait_for_watches(SERVICES, PATIENCE),
+        "one watch each: {} open",
+        server.open_watches()
+    );
+    // Every Service changes at once; each resolver sees its own change only.
+    for i in 0..SERVICES {
+        publish(&server, i, 2);
+    }
+    for (i, r) in resolvers.iter().enumerate() {
+        converges_to(r, &service_addrs(i, 2));
+    }
+    for (i, r) in resolvers.iter().enumerate() {
+        let status = r.status();
+        assert_eq!(status.counters.errors, 0, "svc-{i}: {status:#?}");
+        assert_eq!(status.counters.lists, 1, "svc-{i}: {status:#?}");
+    }
+}
+
+/// The value at quantile `q` of sorted `values`.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A text histogram of `sorted` in 10 buckets between its min and max.
+fn histogram(sorted: &[Duration]) -> String {
+    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+    let width = (max - min).max(Duration::from_millis(1)) / 10;
+    let mut counts = [0usize; 10];
+    for d in sorted {
+        let bucket = ((*d - min).as_nanos() / width.as_nanos()).min(9) as usize;
+        counts[bucket] += 1;
+    }
+    let mut out = String::new();
+    for (b, count) in counts.iter().enumerate() {
+        let from = min + width * b as u32;
+        out.push_str(&format!(
+            "  {:>5} ms .. {:>5} ms {:>3} {}\n",
+            from.as_millis(),
+            (from + width).as_millis(),
+            count,
+            "#".repeat(*count)
+        ));
+    }
+    out
+}
+
+#[test]
+fn after_a_server_restart_all_reconnect_spread_out_and_converge_to_the_new_truth() {
+    let server = cluster();
+    for i in 0..SERVICES {
+        publish(&server, i, 1);
+    }
+    // The default backoff policy: the first retry is drawn from [0.5 s, 1 s].
+    let resolvers: Vec<Resolver> = (0..SERVICES)
+        .map(|i| {
+            Resolver::builder(target(i))
+                .config(Config::new(server.url()))
+                .source(Source::Endpoints)
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for (i, r) in resolvers.iter().enumerate() {
+        converges_to(r, &service_addrs(i, 1));
+    }
+    assert!(
+        server.wait_for_watches(SERVICES, PATIENCE),
+        "one watch each: {} open",
+        server.open_watches()
+    );
+
+    // The restart: every watch is cut at the same moment; a tenth of the Services change
+    // while the server is away.
+    server.clear_requests();
+    let restart = Instant::now();
+    server.stop_listening();
+    assert_eq!(server.open_watches(), 0, "every watch is cut");
+    let changed: Vec<usize> = (0..SERVICES).step_by(10).collect();
+    for &i in &changed {
+        publish(&server, i, 2);
+    }
+    server.resume_listening().expect("resume");
+    let cut = restart.elapsed();
+
+    for (i, r) in resolvers.iter().enumerate() {
+        let generation = if changed.contains(&i) { 2 } else { 1 };
+        converges_to(r, &service_addrs(i, generation));
+    }
+    assert!(
+        server.wait_for_watches(SERVICES, PATIENCE),
+        "one watch each again: {} open",
+        server.open_watches()
+    );
+
+    // The first request of each resolver after the restart.
+    let mut first: BTreeMap<String, Instant> = BTreeMap::new();
+    for q in server.requests() {
+        let service = q.param("fieldSelector").unwrap_or_default().to_string();
+        first.entry(service).or_insert(q.at);
+    }
+    assert_eq!(first.len(), SERVICES, "every resolver came back: {first:?}");
+    let mut offsets: Vec<Duration> = first.values().map(|at| *at - restart).collect();
+    offsets.sort();
+    let (min, p10, p50, p90, max) = (
+        offsets[0],
+        quantile(&offsets, 0.1),
+        quantile(&offsets, 0.5),
+        quantile(&offsets, 0.9),
+        offsets[offsets.len() - 1],
+    );
+    let ms = |d: Duration| d.as_millis();
+    println!(
+        "first requests of {SERVICES} resolvers after the restart (server away for {} ms), \
+         offsets from the restart:\nmin {} ms, p10 {} ms, p50 {} ms, p90 {} ms, max {} ms\n{}",
+        ms(cut),
+        ms(min),
+        ms(p10),
+        ms(p50),
+        ms(p90),
+        ms(max),
+        histogram(&offsets)
+    );
+    for (i, r) in resolvers.iter().enumerate() {
+        let status = r.status();
+        assert!(
+            status.counters.errors >= 1 && status.counters.reconnects >= 1,
+            "svc-{i} noticed the cut as a failure: {status:#?}"
+        );
+    }
+    assert!(
+        min >= Duration::from_millis(400),
+        "a resolver came back at once ({min:?}), before the backoff floor"
+    );
+    assert!(
+        p90 - p10 >= Duration::from_millis(100),
+        "a thundering herd: p10 {p10:?}, p90 {p90:?}"
+    );
+}
