@@ -322,3 +322,22 @@ impl Builder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn the_public_handles_can_be_shared_across_threads() {
+        send_sync::<Resolver>();
+        send_sync::<crate::Picker>();
+        send_sync::<Snapshot>();
+        send_sync::<Addresses>();
+        send_sync::<Updates>();
+        send_sync::<Status>();
+        send_sync::<Error>();
+        send_sync::<Config>();
+    }
+}

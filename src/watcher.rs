@@ -50,6 +50,8 @@ pub(crate) struct Watcher {
     rng: Rng,
     /// The slice API is missing or forbidden and we fell back to Endpoints (Auto only).
     fell_back: bool,
+    /// FQDN slices were reported once already.
+    fqdn_reported: std::cell::Cell<bool>,
 }
 
 impl Watcher {
@@ -74,6 +76,7 @@ impl Watcher {
             state: State::default(),
             rng: Rng::new(Rng::entropy()),
             fell_back: false,
+            fqdn_reported: std::cell::Cell::new(false),
         }
     }
 
@@ -197,9 +200,9 @@ impl Watcher {
                 printable(object.bad_ips.join(", ").as_bytes())
             );
         }
-        if object.fqdn {
+        if object.fqdn && !self.fqdn_reported.replace(true) {
             debug!(
-                "{}: ignoring FQDN EndpointSlice {name:?}",
+                "{}: ignoring FQDN EndpointSlice {name:?} (and any others)",
                 self.settings.label
             );
         }
