@@ -32,7 +32,8 @@ pub(crate) const MAX_LIST_BODY: u64 = 256 * 1024 * 1024;
 pub(crate) struct Timeouts {
     /// TCP connect (and name resolution).
     pub connect: Duration,
-    /// From sending a request to the response headers (also the TLS handshake).
+    /// From sending a request to the response headers. (ureq bounds the TLS handshake by the
+    /// connect timeout.)
     pub response: Duration,
     /// Between two reads of a body: how long a silent watch may stay silent before it is
     /// declared dead. Must exceed the watch timeout window, since a quiet Service on a server

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::model::{EndpointSlice, Endpoints, List, Meta, Status};
+use crate::model::{EndpointSlice, Endpoints, List, Meta, Status, Str};
 use crate::source::Resource;
 use crate::state::{normalize_endpoints, normalize_slice, Normalized};
 use crate::Error;
@@ -27,6 +27,9 @@ pub(crate) struct LineSplitter {
     max: usize,
     /// Inside an over-long line: discard until the next newline.
     skipping: bool,
+    /// How many bytes after `start` are known to hold no newline (not searched again when
+    /// a long line arrives over several reads).
+    scanned: usize,
 }
 
 /// One item from the splitter.
@@ -45,6 +48,7 @@ impl LineSplitter {
             start: 0,
             max,
             skipping: false,
+            scanned: 0,
         }
     }
 
@@ -56,7 +60,7 @@ impl LineSplitter {
             self.start = 0;
         }
         if self.skipping {
-            if let Some(i) = bytes.iter().position(|b| *b == b'\n') {
+            if let Some(i) = find_newline(bytes) {
                 self.skipping = false;
                 self.buf.extend_from_slice(&bytes[i + 1..]);
             }
@@ -72,17 +76,20 @@ impl LineSplitter {
                 return None;
             }
             let pending = &self.buf[self.start..];
-            let Some(i) = pending.iter().position(|b| *b == b'\n') else {
+            let Some(i) = find_newline(&pending[self.scanned..]).map(|i| i + self.scanned) else {
                 if pending.len() > self.max {
                     self.buf.clear();
                     self.start = 0;
+                    self.scanned = 0;
                     self.skipping = true;
                     return Some(Line::TooLong);
                 }
+                self.scanned = pending.len();
                 return None;
             };
             let begin = self.start;
             self.start += i + 1;
+            self.scanned = 0;
             if i > self.max {
                 return Some(Line::TooLong);
             }
@@ -104,6 +111,27 @@ impl LineSplitter {
                 .iter()
                 .any(|b| !b.is_ascii_whitespace())
     }
+}
+
+/// The index of the first `\n` in `bytes`, eight bytes at a time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = ONES * b'\n' as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // A zero byte in `x` (a newline in `chunk`) sets its high bit here.
+        let x = u64::from_le_bytes(word) ^ NEWLINES;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            return chunk.iter().position(|b| *b == b'\n').map(|i| offset + i);
+        }
+        offset += 8;
+    }
+    let rest = chunks.remainder();
+    rest.iter().position(|b| *b == b'\n').map(|i| offset + i)
 }
 
 /// A decoded watch event.
@@ -141,45 +169,147 @@ struct RawEvent<'a> {
 }
 
 #[derive(Deserialize)]
-struct BookmarkObject {
-    #[serde(default)]
-    metadata: Option<Meta>,
+struct BookmarkObject<'a> {
+    #[serde(default, borrow)]
+    metadata: Option<Meta<'a>>,
 }
 
 /// Decode one event line of a watch on `resource`.
+///
+/// One pass over the line: when `type` comes before `object` (as the API server writes it),
+/// an ADDED, MODIFIED or DELETED object is decoded straight into the typed model. Anything
+/// else, and any line that pass does not accept, takes the general path (the event with
+/// its object as raw JSON, then the object), which decides the result and the error message.
+/// Both paths use the same models, so they agree on every line the fast one accepts.
 pub(crate) fn decode_event(line: &[u8], resource: Resource) -> Result<WatchEvent, Error> {
+    let fast = std::str::from_utf8(line).ok().and_then(|text| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let event = serde::de::DeserializeSeed::deserialize(EventSeed(resource), &mut de).ok()?;
+        de.end().ok()?;
+        Some(event)
+    });
+    match fast {
+        Some(FastEvent {
+            kind,
+            object: FastObject::Raw(raw),
+        }) => finish(&kind, raw.map(RawValue::get).unwrap_or("null"), resource),
+        Some(FastEvent {
+            kind,
+            object: FastObject::Endpoints(object),
+        }) => {
+            let (meta, normalized) = object.map_or((None, Normalized::default()), |o| {
+                let n = normalize_endpoints(&o);
+                (o.metadata, n)
+            });
+            finish_object(&kind, meta, normalized)
+        }
+        Some(FastEvent {
+            kind,
+            object: FastObject::Slice(object),
+        }) => {
+            let (meta, normalized) = object.map_or((None, Normalized::default()), |o| {
+                let n = normalize_slice(&o);
+                (o.metadata, n)
+            });
+            finish_object(&kind, meta, normalized)
+        }
+        None => decode_event_general(line, resource),
+    }
+}
+
+/// The general path: the event with its object as raw JSON, then the object.
+fn decode_event_general(line: &[u8], resource: Resource) -> Result<WatchEvent, Error> {
     let raw: RawEvent<'_> = serde_json::from_slice(line)
         .map_err(|e| Error::decode(format!("malformed watch event: {e}")))?;
-    let object = raw.object.map(RawValue::get).unwrap_or("null");
-    let missing = || Error::decode(format!("{} event without an object", raw.kind));
-    match raw.kind.as_ref() {
-        "ADDED" | "MODIFIED" => {
-            let (meta, object) = decode_object(object, resource)?;
-            let meta = meta.ok_or_else(missing)?;
-            Ok(WatchEvent::Applied {
-                name: meta
-                    .name
-                    .ok_or_else(|| Error::decode("object without a name"))?,
-                resource_version: meta.resource_version,
-                object,
-            })
+    finish(
+        &raw.kind,
+        raw.object.map(RawValue::get).unwrap_or("null"),
+        resource,
+    )
+}
+
+/// An event as the one-pass decoder read it.
+struct FastEvent<'a> {
+    kind: Str<'a>,
+    object: FastObject<'a>,
+}
+
+enum FastObject<'a> {
+    /// `type` came first and names an object event: the typed object.
+    Endpoints(Option<Endpoints<'a>>),
+    Slice(Option<EndpointSlice<'a>>),
+    /// Anything else: the object's JSON, if there is one.
+    Raw(Option<&'a RawValue>),
+}
+
+struct EventSeed(Resource);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventSeed {
+    type Value = FastEvent<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<FastEvent<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventSeed {
+    type Value = FastEvent<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a watch event")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<FastEvent<'de>, A::Error> {
+        use serde::de::Error as _;
+        let mut kind: Option<Str<'de>> = None;
+        let mut object: Option<FastObject<'de>> = None;
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            match &*key {
+                "type" => {
+                    if kind.is_some() {
+                        return Err(A::Error::duplicate_field("type"));
+                    }
+                    kind = Some(map.next_value()?);
+                }
+                "object" => {
+                    if object.is_some() {
+                        return Err(A::Error::duplicate_field("object"));
+                    }
+                    let typed = matches!(kind.as_deref(), Some("ADDED" | "MODIFIED" | "DELETED"));
+                    object = Some(match (typed, self.0) {
+                        (true, Resource::Endpoints) => FastObject::Endpoints(map.next_value()?),
+                        (true, Resource::EndpointSlices) => FastObject::Slice(map.next_value()?),
+                        (false, _) => FastObject::Raw(map.next_value()?),
+                    });
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
         }
-        "DELETED" => {
-            let (meta, _) = decode_object(object, resource)?;
-            let meta = meta.ok_or_else(missing)?;
-            Ok(WatchEvent::Deleted {
-                name: meta
-                    .name
-                    .ok_or_else(|| Error::decode("object without a name"))?,
-                resource_version: meta.resource_version,
-            })
+        let kind = kind.ok_or_else(|| A::Error::missing_field("type"))?;
+        // An object that came before its type is raw JSON: `finish` decodes it.
+        let object = object.unwrap_or(FastObject::Raw(None));
+        Ok(FastEvent { kind, object })
+    }
+}
+
+/// The event of type `kind` whose object is `object` (JSON text).
+fn finish(kind: &str, object: &str, resource: Resource) -> Result<WatchEvent, Error> {
+    match kind {
+        "ADDED" | "MODIFIED" | "DELETED" => {
+            let (meta, normalized) = decode_object(object, resource)?;
+            finish_object(kind, meta, normalized)
         }
         "BOOKMARK" => {
-            let bookmark: Option<BookmarkObject> = serde_json::from_str(object)
+            let bookmark: Option<BookmarkObject<'_>> = serde_json::from_str(object)
                 .map_err(|e| Error::decode(format!("malformed bookmark: {e}")))?;
             let resource_version = bookmark
                 .and_then(|b| b.metadata)
                 .and_then(|m| m.resource_version)
+                .map(Str::into_owned)
                 .ok_or_else(|| Error::decode("bookmark without a resourceVersion"))?;
             Ok(WatchEvent::Bookmark { resource_version })
         }
@@ -197,20 +327,45 @@ pub(crate) fn decode_event(line: &[u8], resource: Resource) -> Result<WatchEvent
         }),
     }
 }
+/// An ADDED, MODIFIED or DELETED event from its object's metadata and groups.
+fn finish_object(
+    kind: &str,
+    meta: Option<Meta<'_>>,
+    object: Normalized,
+) -> Result<WatchEvent, Error> {
+    let meta = meta.ok_or_else(|| Error::decode(format!("{kind} event without an object")))?;
+    let name = meta
+        .name
+        .ok_or_else(|| Error::decode("object without a name"))?
+        .into_owned();
+    let resource_version = meta.resource_version.map(Str::into_owned);
+    Ok(if kind == "DELETED" {
+        WatchEvent::Deleted {
+            name,
+            resource_version,
+        }
+    } else {
+        WatchEvent::Applied {
+            name,
+            resource_version,
+            object,
+        }
+    })
+}
 
 /// Decode one object (an event's or a list item) into its metadata and groups.
-fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta>, Normalized), Error> {
+fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, Normalized), Error> {
     let bad = |e: serde_json::Error| Error::decode(format!("malformed {resource} object: {e}"));
     match resource {
         Resource::Endpoints => {
-            let object: Option<Endpoints> = serde_json::from_str(json).map_err(bad)?;
+            let object: Option<Endpoints<'_>> = serde_json::from_str(json).map_err(bad)?;
             Ok(object.map_or((None, Normalized::default()), |o| {
                 let n = normalize_endpoints(&o);
                 (o.metadata, n)
             }))
         }
         Resource::EndpointSlices => {
-            let object: Option<EndpointSlice> = serde_json::from_str(json).map_err(bad)?;
+            let object: Option<EndpointSlice<'_>> = serde_json::from_str(json).map_err(bad)?;
             Ok(object.map_or((None, Normalized::default()), |o| {
                 let n = normalize_slice(&o);
                 (o.metadata, n)
@@ -228,18 +383,20 @@ pub(crate) struct Listed {
 
 /// Decode a list response body.
 pub(crate) fn decode_list(body: &[u8], resource: Resource) -> Result<Listed, Error> {
-    let list: List<&RawValue> = serde_json::from_slice(body)
+    let list: List<'_, &RawValue> = serde_json::from_slice(body)
         .map_err(|e| Error::decode(format!("malformed {resource} list: {e}")))?;
     let resource_version = list
         .metadata
         .and_then(|m| m.resource_version)
         .filter(|rv| !rv.is_empty())
+        .map(Str::into_owned)
         .ok_or_else(|| Error::decode(format!("{resource} list without a resourceVersion")))?;
     let mut items = Vec::new();
     for item in list.items.unwrap_or_default() {
         let (meta, object) = decode_object(item.get(), resource)?;
         let name = meta
             .and_then(|m| m.name)
+            .map(Str::into_owned)
             .ok_or_else(|| Error::decode(format!("{resource} list item without a name")))?;
         items.push((name, object));
     }
@@ -328,6 +485,25 @@ mod tests {
         }
         assert_eq!(too_long, 1);
         assert!(splitter.has_partial());
+    }
+
+    #[test]
+    fn find_newline_finds_the_first_one_at_any_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes = vec![b'a'; len];
+                if at < len {
+                    bytes[at] = b'\n';
+                    if at + 1 < len {
+                        bytes[len - 1] = b'\n';
+                    }
+                }
+                let expected = bytes.iter().position(|b| *b == b'\n');
+                assert_eq!(find_newline(&bytes), expected, "{len} {at}");
+            }
+        }
+        // Bytes around the newline's value never match.
+        assert_eq!(find_newline(&[9, 11, 0x8a, 0xff, 0, 1, 2, 3, 10]), Some(8));
     }
 
     #[test]
@@ -466,6 +642,72 @@ mod tests {
         .expect("empty list");
         assert!(empty.items.is_empty());
         assert!(decode_list(br#"{"items":[]}"#, Resource::Endpoints).is_err());
+    }
+
+    #[test]
+    fn the_one_pass_decoder_agrees_with_the_general_path() {
+        let ep = r#"{"metadata":{"name":"echo","resourceVersion":"7","managedFields":[{"f":{}}]},"subsets":[{"addresses":[{"ip":"10.0.0.1","nodeName":"n\u0031","targetRef":{"kind":"Pod","name":"p1","uid":"u"}},{"ip":"bad"}],"notReadyAddresses":[{"ip":"10.0.0.2"}],"ports":[{"name":"grpc","port":8080}]}]}"#;
+        let sl = r#"{"metadata":{"name":"echo-x"},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1","10.0.0.3"],"conditions":{"ready":null},"zone":"a"},{"addresses":[]},{"addresses":["10.0.0.2"],"conditions":{"terminating":true}},{"addresses":null}],"ports":[{"name":"grpc","port":null}]}"#;
+        let mut lines: Vec<String> = Vec::new();
+        for kind in [
+            "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "SURPRISE",
+        ] {
+            for object in [
+                ep,
+                sl,
+                "null",
+                "{}",
+                "[]",
+                r#"[{"name":"x"},[]]"#,
+                r#"[{"name":"x"},[],5]"#,
+                r#"{"metadata":{"name":"x"},"subsets":"nope"}"#,
+                r#"{"metadata":{"name":"x"},"endpoints":[{"addresses":"nope"}]}"#,
+                r#"{"metadata":{"name":"x","resourceVersion":"1"},"code":"abc"}"#,
+                r#"{"code":410,"reason":"Expired","message":"too old"}"#,
+                r#"{"metadata":{"name":"x"},"bad":"ÿ"}"#,
+            ] {
+                lines.push(format!(r#"{{"type":"{kind}","object":{object}}}"#));
+                lines.push(format!(r#"{{"object":{object},"type":"{kind}"}}"#));
+                lines.push(format!(
+                    r#"{{"type":"{kind}","x":[1,{{}}],"object":{object},"y":null}}"#
+                ));
+                lines.push(format!(
+                    r#"{{"type":"{kind}","object":{object},"type":"ADDED"}}"#
+                ));
+                lines.push(format!(
+                    r#"{{"type":"{kind}","object":{object},"object":null}}"#
+                ));
+                lines.push(format!(r#"{{"type":"{kind}","object":{object}}} x"#));
+                lines.push(format!(r#"["{kind}",{object}]"#));
+                lines.push(format!(r#"{{"typ\u0065":"{kind}","object":{object}}}"#));
+            }
+            lines.push(format!(r#"{{"type":"{kind}"}}"#));
+        }
+        lines.push(r#"{"object":{}}"#.to_string());
+        lines.push(r#"{"type":7,"object":{}}"#.to_string());
+        let mut bytes: Vec<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+        // Invalid UTF-8 inside a field the models skip, and inside one they read.
+        let mut bad = br#"{"type":"ADDED","object":{"metadata":{"name":"x","uid":""#.to_vec();
+        bad.extend_from_slice(&[0xff, 0xfe]);
+        bad.extend_from_slice(br#""}}}"#);
+        bytes.push(bad.clone());
+        bytes.push(
+            bad.iter()
+                .map(|b| if *b == b'u' { b'n' } else { *b })
+                .collect(),
+        );
+        for line in &bytes {
+            for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+                let fast = format!("{:?}", decode_event(line, resource));
+                let general = format!("{:?}", decode_event_general(line, resource));
+                assert_eq!(
+                    fast,
+                    general,
+                    "{resource}: {}",
+                    String::from_utf8_lossy(line)
+                );
+            }
+        }
     }
 
     #[test]

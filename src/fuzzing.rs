@@ -120,3 +120,101 @@ impl Merger {
             .map_err(|e| e.to_string())
     }
 }
+
+impl Merger {
+    /// Resolve the merged state into the endpoints a snapshot would hold (for benchmarks
+    /// that time publishing separately).
+    pub fn resolve_endpoints(&mut self) -> Result<Vec<crate::Endpoint>, String> {
+        self.state
+            .resolve(self.port.as_ref(), "bench")
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The line splitter of the watch body, for benchmarks of the read stage.
+pub struct Splitter(LineSplitter);
+
+impl Splitter {
+    /// A splitter that caps lines at `max` bytes.
+    pub fn new(max: usize) -> Splitter {
+        Splitter(LineSplitter::new(max.max(1)))
+    }
+
+    /// Append bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.0.push(bytes);
+    }
+
+    /// The next complete line (`Err(())` for an over-long one), if one is buffered.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_line(&mut self) -> Option<Result<&[u8], ()>> {
+        self.0.next_line().map(|line| match line {
+            Line::Complete(line) => Ok(line),
+            Line::TooLong => Err(()),
+        })
+    }
+}
+
+/// The publishing side of a resolver without a watcher thread: what `Watcher::publish`
+/// does, plus the readers a `Resolver` hands out, for benchmarks.
+pub struct Publisher {
+    shared: std::sync::Arc<crate::publish::Shared>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher::new()
+    }
+}
+
+impl Publisher {
+    /// Nothing published yet (version 0).
+    pub fn new() -> Publisher {
+        Publisher {
+            shared: std::sync::Arc::new(crate::publish::Shared::new()),
+        }
+    }
+
+    /// Publish `endpoints` if they differ from the current snapshot (as the watcher does).
+    pub fn publish(&self, endpoints: Vec<crate::Endpoint>) -> Option<crate::Snapshot> {
+        self.shared.publish(endpoints)
+    }
+
+    /// Publish endpoints with only these addresses (ready, no details).
+    pub fn publish_addrs(&self, addrs: &[std::net::SocketAddr]) -> Option<crate::Snapshot> {
+        let endpoints = addrs
+            .iter()
+            .map(|addr| {
+                crate::snapshot::Endpoint::new(crate::snapshot::EndpointData {
+                    addr: *addr,
+                    hostname: None,
+                    node: None,
+                    zone: None,
+                    pod: None,
+                    conditions: crate::Conditions::default(),
+                })
+            })
+            .collect();
+        self.shared.publish(endpoints)
+    }
+
+    /// A picker, as `Resolver::picker`.
+    pub fn picker(&self) -> crate::Picker {
+        crate::Picker::new(self.shared.clone())
+    }
+
+    /// The current snapshot, as `Resolver::snapshot`.
+    pub fn snapshot(&self) -> crate::Snapshot {
+        self.shared.current()
+    }
+
+    /// The current addresses, as `Resolver::addresses`.
+    pub fn addresses(&self) -> crate::Addresses {
+        self.shared.current().addresses()
+    }
+
+    /// A subscription, as `Resolver::updates`.
+    pub fn updates(&self) -> crate::Updates {
+        self.shared.subscribe()
+    }
+}

@@ -15,15 +15,30 @@ use crate::publish::Shared;
 /// Picks addresses of the current snapshot in turn.
 ///
 /// `Clone + Send + Sync`; clones share the rotation. `pick()` sees a newly published snapshot
-/// on its next call and returns `None` while the Service has no ready address.
+/// on its next call and returns `None` while the Service has no ready address. From
+/// [`Resolver::picker`](crate::Resolver::picker); the [picking guide](crate::guide::picking)
+/// shows a connector that tries the next address when a connect fails.
 ///
 /// ```
-/// # fn demo(resolver: &kuberesolver::Resolver) {
+/// # use std::net::SocketAddr;
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// # resolver.wait_ready(Duration::from_secs(5))?;
+/// // Two ready pods, 10.0.0.1 and 10.0.0.2.
 /// let picker = resolver.picker();
-/// if let Some(addr) = picker.pick() {
-///     // connect to addr
-/// }
-/// # }
+/// let clone = picker.clone(); // shares the rotation, e.g. with another thread
+/// let picks = [picker.pick(), clone.pick(), picker.pick()];
+/// let addr = |last: u8| Some(SocketAddr::from(([10, 0, 0, last], 8080)));
+/// assert_eq!(picks, [addr(1), addr(2), addr(1)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Zone-aware picking
@@ -35,11 +50,27 @@ use crate::publish::Shared;
 /// there a zone-aware picker behaves like a plain one.
 ///
 /// ```
-/// # fn demo(resolver: &kuberesolver::Resolver) {
-/// let zone = std::env::var("MY_ZONE").unwrap_or_default(); // e.g. from the downward API
+/// # use std::net::SocketAddr;
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver};
+/// # let server = FakeApiServer::start()?;
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[
+///     Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a"),
+///     Pod::new("echo-2", [10, 0, 0, 2]).zone("eu-west-1b"),
+/// ]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .spawn()?;
+/// # resolver.wait_ready(Duration::from_secs(5))?;
+/// // The caller's zone, e.g. the node's `topology.kubernetes.io/zone` label.
+/// let zone = "eu-west-1b";
 /// let picker = resolver.picker().prefer_zone(zone);
-/// let addr = picker.pick();
-/// # }
+/// assert_eq!(picker.zone(), Some("eu-west-1b"));
+/// for _ in 0..3 {
+///     assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 2], 8080))));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Picker {
@@ -74,6 +105,28 @@ impl Picker {
 
     /// This picker, but preferring endpoints in `zone` (see [Zone-aware
     /// picking](#zone-aware-picking)). An empty zone means no preference.
+    ///
+    /// Default: no preference. The returned picker has a rotation of its own, not shared
+    /// with the picker it came from. While no ready endpoint is in `zone`, it picks from all.
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver};
+    /// # let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a");
+    /// let ports = [("grpc", Some(8080))];
+    /// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &ports, &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// // No endpoint in eu-west-1c: fall back to the others.
+    /// let picker = resolver.picker().prefer_zone("eu-west-1c");
+    /// assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 1], 8080))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn prefer_zone(mut self, zone: impl Into<String>) -> Picker {
         let zone: String = zone.into();
         self.zone = (!zone.is_empty()).then(|| Arc::from(zone));
@@ -82,6 +135,19 @@ impl Picker {
     }
 
     /// The preferred zone, if any.
+    ///
+    /// ```
+    /// # use kuberesolver::testkit::FakeApiServer;
+    /// # use kuberesolver::{Config, Resolver};
+    /// # let server = FakeApiServer::start()?;
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .spawn()?;
+    /// assert_eq!(resolver.picker().zone(), None);
+    /// assert_eq!(resolver.picker().prefer_zone("eu-west-1a").zone(), Some("eu-west-1a"));
+    /// assert_eq!(resolver.picker().prefer_zone("").zone(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn zone(&self) -> Option<&str> {
         self.zone.as_deref()
     }
@@ -103,6 +169,33 @@ impl Picker {
     }
 
     /// The next address in turn, or `None` when there is none.
+    ///
+    /// Sees a newly published snapshot on the next call. Takes no lock in the steady state.
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// let starting = Pod::new("echo-1", [10, 0, 0, 1]).ready(false);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[starting.clone()]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let updates = resolver.updates();
+    /// updates.recv_timeout(Duration::from_secs(5))?;
+    /// let picker = resolver.picker();
+    /// assert_eq!(picker.pick(), None); // no ready pod
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[starting.ready(true)]);
+    /// updates.recv_timeout(Duration::from_secs(5))?;
+    /// assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 1], 8080))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    // Inlined, with the rare paths (first use on a thread, a new version) out of line: the
+    // steady state is then a version load, a short search, a `fetch_add` and an index.
+    #[inline]
     pub fn pick(&self) -> Option<SocketAddr> {
         let version = self.shared.version();
         let id = self.shared.id();
@@ -113,24 +206,11 @@ impl Picker {
                 .position(|s| s.resolver == id && s.zone == self.zone)
             {
                 Some(i) => i,
-                None => {
-                    if cache.len() >= CACHE_SLOTS {
-                        cache.remove(0);
-                    }
-                    cache.push(Slot {
-                        resolver: id,
-                        zone: self.zone.clone(),
-                        version: u64::MAX,
-                        addresses: Arc::from(Vec::new()),
-                    });
-                    cache.len() - 1
-                }
+                None => self.new_slot(&mut cache),
             };
             let slot = &mut cache[index];
             if slot.version != version {
-                let snapshot = self.shared.current();
-                slot.version = snapshot.version();
-                slot.addresses = self.candidates(&snapshot);
+                self.refresh(slot);
             }
             let len = slot.addresses.len();
             if len == 0 {
@@ -139,6 +219,29 @@ impl Picker {
             let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
             slot.addresses.get(turn % len).copied()
         })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_slot(&self, cache: &mut Vec<Slot>) -> usize {
+        if cache.len() >= CACHE_SLOTS {
+            cache.remove(0);
+        }
+        cache.push(Slot {
+            resolver: self.shared.id(),
+            zone: self.zone.clone(),
+            version: u64::MAX,
+            addresses: Arc::from(Vec::new()),
+        });
+        cache.len() - 1
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refresh(&self, slot: &mut Slot) {
+        let snapshot = self.shared.current();
+        slot.version = snapshot.version();
+        slot.addresses = self.candidates(&snapshot);
     }
 }
 

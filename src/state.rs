@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints};
+use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints, Str};
 use crate::snapshot::{Conditions, Endpoint, EndpointData};
 use crate::{Error, Port};
 
@@ -32,8 +32,24 @@ pub(crate) struct Member {
     pub conditions: Conditions,
 }
 
-fn shared(s: &Option<String>) -> Option<Arc<str>> {
+fn shared(s: &Option<Str<'_>>) -> Option<Arc<str>> {
     s.as_deref().map(Arc::from)
+}
+
+/// Node and zone names repeat across an object's endpoints: they share one allocation.
+#[derive(Default)]
+struct Names(std::collections::HashSet<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, s: &Option<Str<'_>>) -> Option<Arc<str>> {
+        let s = s.as_deref()?;
+        if let Some(known) = self.0.get(s) {
+            return Some(known.clone());
+        }
+        let new: Arc<str> = Arc::from(s);
+        self.0.insert(new.clone());
+        Some(new)
+    }
 }
 
 /// Endpoints that share one port list.
@@ -57,7 +73,11 @@ fn port_defs(ports: &Option<Vec<EndpointPort>>) -> Vec<PortDef> {
     or_empty(ports)
         .iter()
         .map(|p| PortDef {
-            name: p.name.clone().filter(|n| !n.is_empty()),
+            name: p
+                .name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
             port: p
                 .port
                 .and_then(|n| u16::try_from(n).ok())
@@ -77,6 +97,7 @@ fn pod_name(target_ref: &Option<crate::model::ObjectRef>) -> Option<Arc<str>> {
 /// core/v1 Endpoints: one group per subset; `addresses` are ready, `notReadyAddresses` not.
 pub(crate) fn normalize_endpoints(object: &Endpoints) -> Normalized {
     let mut out = Normalized::default();
+    let mut names = Names::default();
     for subset in or_empty(&object.subsets) {
         let mut group = Group {
             ports: port_defs(&subset.ports),
@@ -87,7 +108,7 @@ pub(crate) fn normalize_endpoints(object: &Endpoints) -> Normalized {
             .iter()
             .map(|a| (a, false));
         for (address, ready) in ready.chain(not_ready) {
-            match member_of_address(address, ready) {
+            match member_of_address(address, ready, &mut names) {
                 Ok(member) => group.members.push(member),
                 Err(bad) => out.bad_ips.push(bad),
             }
@@ -97,13 +118,13 @@ pub(crate) fn normalize_endpoints(object: &Endpoints) -> Normalized {
     out
 }
 
-fn member_of_address(address: &Address, ready: bool) -> Result<Member, String> {
+fn member_of_address(address: &Address, ready: bool, names: &mut Names) -> Result<Member, String> {
     let raw = address.ip.as_deref().unwrap_or("");
     let ip: IpAddr = raw.parse().map_err(|_| raw.to_string())?;
     Ok(Member {
         ip,
         hostname: shared(&address.hostname),
-        node: shared(&address.node_name),
+        node: names.get(&address.node_name),
         zone: None,
         pod: pod_name(&address.target_ref),
         conditions: Conditions {
@@ -124,8 +145,9 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
     }
     let mut group = Group {
         ports: port_defs(&slice.ports),
-        members: Vec::new(),
+        members: Vec::with_capacity(or_empty(&slice.endpoints).len()),
     };
+    let mut names = Names::default();
     for endpoint in or_empty(&slice.endpoints) {
         let c = endpoint.conditions.as_ref();
         let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
@@ -140,12 +162,12 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
                 Ok(ip) => group.members.push(Member {
                     ip,
                     hostname: shared(&endpoint.hostname),
-                    node: shared(&endpoint.node_name),
-                    zone: shared(&endpoint.zone),
+                    node: names.get(&endpoint.node_name),
+                    zone: names.get(&endpoint.zone),
                     pod: pod_name(&endpoint.target_ref),
                     conditions,
                 }),
-                Err(_) => out.bad_ips.push(raw.clone()),
+                Err(_) => out.bad_ips.push(raw.to_string()),
             }
         }
     }
