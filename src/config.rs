@@ -108,6 +108,12 @@ impl PemSource {
 /// or the Mozilla roots of `webpki-roots` when none is configured. An IP-address server
 /// (`https://10.96.0.1`, `https://[fd00::1]`) is verified against the certificate's IP SANs.
 /// No proxy from the environment (`HTTPS_PROXY`) is used. `Debug` never shows the token.
+///
+/// A `Config::new(url)` starts with no token (no `Authorization` header), the webpki roots,
+/// no client certificate, no default namespace (a target without one then means `default`),
+/// and the URL's host as the name to verify. The TLS settings (a CA, a client certificate, a
+/// TLS server name) need an `https://` URL; with `http://`, spawn fails with a
+/// [`Config`](crate::ErrorKind::Config) error.
 #[derive(Clone)]
 pub struct Config {
     server: String,
@@ -151,6 +157,31 @@ impl fmt::Debug for Config {
 impl Config {
     /// A server URL: `http://` (e.g. `kubectl proxy` on `http://127.0.0.1:8001`) or
     /// `https://host[:port]`, optionally with a path prefix. Checked at spawn.
+    ///
+    /// The port defaults to 443 for `https` and 80 for `http`. An IPv6 host goes in brackets
+    /// (`https://[fd00::1]:6443`); user info, a query or a fragment is an error.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # use kuberesolver::ErrorKind;
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url()); // http://127.0.0.1:<port>
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    ///
+    /// // A bad URL is an error at spawn, not here.
+    /// let bad = Config::new("10.96.0.1:443"); // no scheme
+    /// let result = Resolver::builder("kubernetes:///echo.prod:grpc").config(bad).spawn();
+    /// assert_eq!(result.unwrap_err().kind(), ErrorKind::Config);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(server: impl Into<String>) -> Config {
         Config {
             server: server.into(),
@@ -164,6 +195,28 @@ impl Config {
     }
 
     /// A fixed bearer token. Prefer [`token_file`](Self::token_file) for tokens that rotate.
+    ///
+    /// Default: no token. Surrounding whitespace is trimmed; an empty token, or one with
+    /// characters a header cannot carry, fails at spawn. Replaces a token or token file set
+    /// before.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// let server = FakeApiServer::builder().token(Some("s3cret".to_owned())).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url()).token("s3cret");
+    /// assert!(!format!("{config:?}").contains("s3cret")); // never shown
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert_eq!(server.requests()[0].bearer_token(), Some("s3cret"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token(mut self, token: impl Into<String>) -> Config {
         self.token = Some(TokenSpec::Value(Secret(token.into())));
         self
@@ -171,6 +224,29 @@ impl Config {
 
     /// A file holding the bearer token, re-read about once a minute and at once after a 401,
     /// so rotated (projected service-account) tokens keep working. Read first at spawn.
+    ///
+    /// Default: no token. Surrounding whitespace (the usual trailing newline) is trimmed.
+    /// Replaces a token or token file set before.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// let server = FakeApiServer::builder().token(Some("s3cret".to_owned())).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let path = std::env::temp_dir().join(format!("token-{}", std::process::id()));
+    /// std::fs::write(&path, "s3cret\n")?;
+    /// let config = Config::new(server.url()).token_file(&path);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert_eq!(server.requests()[0].bearer_token(), Some("s3cret"));
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token_file(mut self, path: impl Into<PathBuf>) -> Config {
         self.token = Some(TokenSpec::File(path.into()));
         self
@@ -178,19 +254,83 @@ impl Config {
 
     /// A PEM file of CA certificates to trust instead of the webpki roots; every certificate
     /// in it is trusted. Read at spawn.
+    ///
+    /// Default: the webpki roots. Needs an `https://` server URL.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let ca = std::env::temp_dir().join(format!("ca-{}.crt", std::process::id()));
+    /// std::fs::write(&ca, TEST_CA_PEM)?;
+    /// let config = Config::new(server.url()).ca_file(&ca); // https://127.0.0.1:<port>
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # std::fs::remove_file(&ca)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Config {
         self.ca = Some(PemSource::File(path.into()));
         self
     }
 
     /// CA certificates as PEM bytes, like [`ca_file`](Self::ca_file).
+    ///
+    /// Default: the webpki roots. Parsed at spawn: PEM without a certificate is an error then.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url()).ca_pem(TEST_CA_PEM);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Config {
         self.ca = Some(PemSource::Pem(pem.into()));
         self
     }
 
-    /// The namespace for targets that name none. Default: the pod's own namespace in a
-    /// cluster, else `default`.
+    /// The namespace for targets that name none.
+    ///
+    /// Default: none, and a target without a namespace then means `default`.
+    /// [`in_cluster`](Self::in_cluster) sets the pod's own namespace, and
+    /// [`kubeconfig`](Self::kubeconfig) the current context's.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url()).namespace("prod");
+    /// assert_eq!(config.default_namespace(), Some("prod"));
+    /// let resolver = Resolver::builder("kubernetes:///echo:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.target().to_string(), "kubernetes:///echo.prod:grpc");
+    /// # assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Config {
         self.namespace = Some(namespace.into());
         self
@@ -198,6 +338,27 @@ impl Config {
 
     /// The name to verify the server's certificate against, instead of the URL's host
     /// (kubeconfig `tls-server-name`). Connections still go to the URL's host.
+    ///
+    /// Default: the URL's host. Needs an `https://` server URL.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    ///
+    /// // The test certificate names `localhost`; connect to 127.0.0.1 and verify `localhost`.
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url()).ca_pem(TEST_CA_PEM).tls_server_name("localhost");
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn tls_server_name(mut self, name: impl Into<String>) -> Config {
         self.tls_server_name = Some(name.into());
         self
@@ -205,6 +366,38 @@ impl Config {
 
     /// A client certificate (chain) and its private key, as PEM files read at spawn, for API
     /// servers that authenticate clients by certificate.
+    ///
+    /// Default: no client certificate. Needs an `https://` server URL.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, CLIENT_CA_PEM, TEST_CA_PEM};
+    /// use kuberesolver::testkit::{CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+    ///
+    /// let server = FakeApiServer::builder()
+    ///     .tls(TlsIdentity::test_server())
+    ///     .client_ca(CLIENT_CA_PEM) // requires a client certificate
+    ///     .start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let cert = std::env::temp_dir().join(format!("client-{}.pem", std::process::id()));
+    /// let key = cert.with_extension("key");
+    /// std::fs::write(&cert, CLIENT_CERT_PEM)?;
+    /// std::fs::write(&key, CLIENT_KEY_PEM)?;
+    /// let config = Config::new(server.url())
+    ///     .ca_pem(TEST_CA_PEM)
+    ///     .client_certificate_files(&cert, &key);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # std::fs::remove_file(&cert)?;
+    /// # std::fs::remove_file(&key)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn client_certificate_files(
         mut self,
         certificate: impl Into<PathBuf>,
@@ -218,6 +411,32 @@ impl Config {
     }
 
     /// A client certificate (chain) and its private key as PEM bytes.
+    ///
+    /// Default: no client certificate. Parsed at spawn. Needs an `https://` server URL.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, CLIENT_CA_PEM, TEST_CA_PEM};
+    /// use kuberesolver::testkit::{CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+    ///
+    /// let server = FakeApiServer::builder()
+    ///     .tls(TlsIdentity::test_server())
+    ///     .client_ca(CLIENT_CA_PEM) // requires a client certificate
+    ///     .start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url())
+    ///     .ca_pem(TEST_CA_PEM)
+    ///     .client_certificate_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn client_certificate_pem(
         mut self,
         certificate: impl Into<Vec<u8>>,
@@ -255,11 +474,30 @@ impl Config {
     /// `insecure-skip-tls-verify` (with a loud warning), `token`, `tokenFile`, client
     /// certificates and keys (data or file), `exec` credential plugins, and the context's
     /// namespace as the default namespace. Relative paths are relative to the kubeconfig.
+    /// Not supported, and a clear error: `proxy-url`, basic auth and `auth-provider`.
+    ///
+    /// ```no_run
+    /// use kuberesolver::{Config, Resolver};
+    ///
+    /// let config = Config::kubeconfig()?;
+    /// println!("{} (namespace {:?})", config.server(), config.default_namespace());
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc").config(config).spawn()?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
     pub fn kubeconfig() -> Result<Config, Error> {
         Config::kubeconfig_with_kubectl("kubectl")
     }
 
     /// [`kubeconfig`](Self::kubeconfig) with the path of the `kubectl` to read YAML with.
+    ///
+    /// `kubectl` runs only when the kubeconfig is YAML or spread over several files.
+    ///
+    /// ```no_run
+    /// use kuberesolver::Config;
+    ///
+    /// let config = Config::kubeconfig_with_kubectl("/usr/local/bin/kubectl")?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
     pub fn kubeconfig_with_kubectl(kubectl: impl Into<PathBuf>) -> Result<Config, Error> {
         let files = crate::kubeconfig::locate(&|k| std::env::var(k).ok());
         crate::kubeconfig::load(&files, &kubectl.into())
@@ -267,16 +505,58 @@ impl Config {
 
     /// The current context of one kubeconfig file (JSON directly, YAML through `kubectl` on
     /// `PATH`).
+    ///
+    /// Supports what [`kubeconfig`](Self::kubeconfig) supports. A kubeconfig that points at
+    /// the test server:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let kubeconfig = serde_json::json!({
+    ///     "current-context": "dev",
+    ///     "contexts": [{"name": "dev", "context": {"cluster": "fake", "namespace": "prod"}}],
+    ///     "clusters": [{"name": "fake", "cluster": {"server": server.url()}}],
+    /// });
+    /// let path = std::env::temp_dir().join(format!("kubeconfig-{}.json", std::process::id()));
+    /// std::fs::write(&path, kubeconfig.to_string())?;
+    /// let config = Config::from_kubeconfig_file(&path)?;
+    /// assert_eq!((config.server(), config.default_namespace()), (&*server.url(), Some("prod")));
+    /// let resolver = Resolver::builder("kubernetes:///echo:grpc")
+    ///     .config(config)
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_kubeconfig_file(path: impl Into<PathBuf>) -> Result<Config, Error> {
         crate::kubeconfig::load(&[path.into()], Path::new("kubectl"))
     }
 
     /// The server URL as given.
+    ///
+    /// ```
+    /// use kuberesolver::Config;
+    ///
+    /// assert_eq!(Config::new("http://127.0.0.1:8001").server(), "http://127.0.0.1:8001");
+    /// ```
     pub fn server(&self) -> &str {
         &self.server
     }
 
-    /// The default namespace, when one is set.
+    /// The default namespace, when one is set (see [`namespace`](Self::namespace)).
+    ///
+    /// ```
+    /// use kuberesolver::Config;
+    ///
+    /// let config = Config::new("http://127.0.0.1:8001");
+    /// assert_eq!(config.default_namespace(), None); // targets without a namespace mean `default`
+    /// assert_eq!(config.namespace("prod").default_namespace(), Some("prod"));
+    /// ```
     pub fn default_namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
     }
@@ -287,6 +567,14 @@ impl Config {
     ///
     /// Fails when the environment variables are missing (not in a pod). The files are read at
     /// spawn, except the namespace, which is read here (it never changes).
+    ///
+    /// ```
+    /// use kuberesolver::Config;
+    ///
+    /// // In a pod, the service account; elsewhere, `kubectl proxy`.
+    /// let config = Config::in_cluster().unwrap_or_else(|_| Config::new("http://127.0.0.1:8001"));
+    /// println!("API server: {}", config.server());
+    /// ```
     pub fn in_cluster() -> Result<Config, Error> {
         Config::in_cluster_from(&|k| std::env::var(k).ok(), Path::new(SERVICE_ACCOUNT_DIR))
     }
@@ -327,6 +615,18 @@ impl Config {
     /// The configuration for wherever the program runs: [`in_cluster`](Self::in_cluster) when
     /// `KUBERNETES_SERVICE_HOST` is set, else the user's [`kubeconfig`](Self::kubeconfig),
     /// else an error that says what was tried.
+    ///
+    /// What [`Resolver::spawn`](crate::Resolver::spawn) uses, and a
+    /// [`Builder`](crate::Builder) without [`config`](crate::Builder::config).
+    ///
+    /// ```no_run
+    /// use kuberesolver::{Config, Resolver};
+    ///
+    /// let config = Config::infer()?;
+    /// println!("API server: {}", config.server());
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc").config(config).spawn()?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
     pub fn infer() -> Result<Config, Error> {
         Config::infer_from(
             &|k| std::env::var(k).ok(),

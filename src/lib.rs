@@ -42,6 +42,30 @@
 //! # Ok::<(), kuberesolver::Error>(())
 //! ```
 //!
+//! Without a cluster, against the simulated API server of the `testkit` feature (see
+//! [testing with the testkit](guide::testing)), a rolling deploy seen through [`Updates`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use kuberesolver::testkit::{FakeApiServer, Pod};
+//! use kuberesolver::{Config, Resolver, Source};
+//!
+//! let server = FakeApiServer::start()?;
+//! server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+//! let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+//!     .config(Config::new(server.url()))
+//!     .source(Source::Endpoints)
+//!     .spawn()?;
+//! let updates = resolver.updates();
+//! let before = updates.recv_timeout(Duration::from_secs(5))?;
+//! server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-2", [10, 0, 0, 2])]);
+//! let after = updates.recv_timeout(Duration::from_secs(5))?;
+//! let diff = after.diff(&before);
+//! assert_eq!(diff.added[0].to_string(), r#"10.0.0.2:8080 ("echo-2")"#);
+//! assert_eq!(diff.removed[0].to_string(), r#"10.0.0.1:8080 ("echo-1")"#);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Targets
 //!
 //! Every form Go's kuberesolver accepts: `kubernetes:///service:8080`,

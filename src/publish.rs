@@ -23,15 +23,31 @@ use crate::{Error, ErrorKind, Status};
 /// reads holds at most one pending snapshot, the newest. The stream starts with the current
 /// snapshot when the resolver has one, and ends when the resolver is dropped.
 ///
-/// ```
-/// # fn demo(resolver: &kuberesolver::Resolver) {
-/// use std::time::Duration;
+/// Dropping an `Updates` unsubscribes it. `&Updates` is iterable: `for snapshot in &updates`
+/// runs until the resolver is dropped.
 ///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
 /// let updates = resolver.updates();
-/// while let Ok(snapshot) = updates.recv_timeout(Duration::from_secs(60)) {
-///     println!("v{}: {:?}", snapshot.version(), snapshot.addresses());
-/// }
-/// # }
+/// let first = updates.recv_timeout(Duration::from_secs(5))?; // the current snapshot
+/// assert_eq!(first.len(), 1);
+/// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods); // scale up
+/// let next = updates.recv_timeout(Duration::from_secs(5))?;
+/// println!("v{}: {:?}", next.version(), next.addresses());
+/// assert_eq!(next.len(), 2);
+/// drop(resolver);
+/// assert!(updates.recv().is_err()); // the stream ends with the resolver
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Updates {
     rx: Receiver<Snapshot>,

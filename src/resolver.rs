@@ -36,6 +36,26 @@ use crate::{Config, Error, Picker, Source, Status, Target};
 /// let addr = picker.pick(); // round robin over the ready endpoints
 /// # Ok::<(), kuberesolver::Error>(())
 /// ```
+///
+/// The same against a simulated cluster, the fake API server of the `testkit` feature
+/// (see the [testing guide](crate::guide::testing)):
+///
+/// ```
+/// use std::time::Duration;
+/// use kuberesolver::testkit::{FakeApiServer, Pod};
+/// use kuberesolver::{Config, Resolver, Source};
+///
+/// let server = FakeApiServer::start()?;
+/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()))
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// let first = resolver.wait_ready(Duration::from_secs(5))?;
+/// assert_eq!(first.addresses()[0].to_string(), "10.0.0.1:8080");
+/// assert_eq!(resolver.picker().pick(), Some(first.addresses()[0]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Resolver {
     target: Target,
     shared: Arc<Shared>,
@@ -50,12 +70,34 @@ impl Resolver {
     ///
     /// Fails only on configuration problems (a bad target, not in a cluster, unreadable
     /// files); network trouble shows in [`status`](Self::status) and
-    /// [`wait_ready`](Self::wait_ready).
+    /// [`wait_ready`](Self::wait_ready). The same as `Resolver::builder(target).spawn()`, with
+    /// every option at its default (see [`Builder`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// let resolver = Resolver::spawn("kubernetes:///echo.prod:grpc")?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
+    ///
+    /// A bad target fails at once, before anything else is looked at:
+    ///
+    /// ```
+    /// use kuberesolver::{ErrorKind, Resolver};
+    ///
+    /// let err = Resolver::spawn("kubernetes:///echo.prod:70000").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidTarget);
+    /// ```
     pub fn spawn(target: &str) -> Result<Resolver, Error> {
         Resolver::builder(target).spawn()
     }
 
     /// A [`Builder`] for `target`, to set the configuration, source and timeouts.
+    ///
+    /// The target is parsed at [`spawn`](Builder::spawn), with the scheme of
+    /// [`Builder::scheme`]; see [`Target`] for the forms it takes.
     ///
     /// ```
     /// use kuberesolver::{Config, Resolver, Source};
@@ -69,6 +111,28 @@ impl Resolver {
     }
 
     /// A [`Builder`] for a [`Target`] built in code.
+    ///
+    /// [`Builder::scheme`] does not apply: the target is already parsed.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// use kuberesolver::{Port, Target};
+    ///
+    /// let target = Target::new("echo")?
+    ///     .with_namespace("prod")?
+    ///     .with_port(Port::Name("grpc".to_string()))?;
+    /// let resolver = Resolver::builder_for(target)
+    ///     .config(Config::new(server.url()))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder_for(target: Target) -> Builder {
         Builder::new(TargetSpec::Parsed(target))
     }
@@ -77,36 +141,178 @@ impl Resolver {
     /// [`ErrorKind::NotReady`](crate::ErrorKind::NotReady) error whose
     /// [`cause`](Error::cause) is the last failure (a 403 with the RBAC rule to add, a
     /// connection refused, ...).
+    ///
+    /// Returns at once when the resolver has resolved already. The first resolution may be
+    /// empty: that is the API's answer for a Service without a ready pod.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// use kuberesolver::{Config, Resolver, Source};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new(server.url()))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// let first = resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert_eq!((first.version(), first.len()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_ready(&self, timeout: Duration) -> Result<Snapshot, Error> {
         self.shared.wait_ready(timeout)
     }
 
     /// The current ready addresses, sorted and de-duplicated. Cheap: one `Arc` clone.
+    ///
+    /// Empty before the first resolution. The same as `snapshot().addresses()`.
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let addrs = resolver.addresses();
+    /// assert_eq!(addrs[..], [SocketAddr::from(([10, 0, 0, 1], 8080))]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn addresses(&self) -> Addresses {
         self.shared.current().addresses()
     }
 
     /// The current snapshot: version, addresses and endpoint details.
+    ///
+    /// Before the first resolution, the empty snapshot of version 0. Never waits for the
+    /// network.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let snapshot = resolver.snapshot();
+    /// assert_eq!(snapshot.version(), 1);
+    /// assert_eq!(snapshot.endpoints()[0].pod(), Some("echo-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn snapshot(&self) -> Snapshot {
         self.shared.current()
     }
 
     /// A new subscription to snapshots: the current one (once resolved), then each change.
+    ///
+    /// Latest wins: a subscriber that reads slowly skips to the newest snapshot. See
+    /// [`Updates`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let updates = resolver.updates();
+    /// let first = updates.recv_timeout(Duration::from_secs(5))?;
+    /// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods); // scale up
+    /// let next = updates.recv_timeout(Duration::from_secs(5))?;
+    /// assert_eq!((first.len(), next.len()), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn updates(&self) -> Updates {
         self.shared.subscribe()
     }
 
     /// A round-robin picker over the current snapshot.
+    ///
+    /// Each call returns a picker with its own rotation; clones of one picker share theirs.
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let picker = resolver.picker();
+    /// let (first, second) = (picker.pick(), picker.pick());
+    /// assert_eq!(first, Some(SocketAddr::from(([10, 0, 0, 1], 8080))));
+    /// assert_eq!(second, Some(SocketAddr::from(([10, 0, 0, 2], 8080))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn picker(&self) -> Picker {
         Picker::new(self.shared.clone())
     }
 
-    /// Health and counters.
+    /// Health and counters: whether it resolved, how stale the addresses may be, the last
+    /// error, and counts of lists, watches, events and more. See [`Status`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let status = resolver.status();
+    /// assert!(status.resolved);
+    /// assert!(status.last_error.is_none());
+    /// println!("{} lists, {} events", status.counters.lists, status.counters.events);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn status(&self) -> Status {
         self.shared.status()
     }
 
     /// The target, with the namespace filled in.
+    ///
+    /// A target without a namespace gets the configuration's default namespace at spawn,
+    /// else `default`.
+    ///
+    /// ```
+    /// # use kuberesolver::testkit::FakeApiServer;
+    /// use kuberesolver::{Config, Resolver};
+    ///
+    /// # let server = FakeApiServer::start()?;
+    /// let resolver = Resolver::builder("kubernetes:///echo:grpc")
+    ///     .config(Config::new(server.url()))
+    ///     .spawn()?;
+    /// assert_eq!(resolver.target().namespace(), Some("default"));
+    /// assert_eq!(resolver.target().to_string(), "kubernetes:///echo.default:grpc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn target(&self) -> &Target {
         &self.target
     }
@@ -157,6 +363,31 @@ enum TargetSpec {
 }
 
 /// Configures and starts a [`Resolver`]. Every option has a default; see each method.
+///
+/// From [`Resolver::builder`] (a target string) or [`Resolver::builder_for`] (a [`Target`]).
+/// Nothing is checked until [`spawn`](Builder::spawn). `Debug` never shows the token.
+///
+/// ```
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// use std::time::Duration;
+/// use kuberesolver::{Config, Resolver, Source};
+///
+/// # let server = FakeApiServer::start()?;
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+/// let resolver = Resolver::builder("k8s:///echo.prod:grpc")
+///     .scheme("k8s")
+///     .config(Config::new(server.url()))
+///     .source(Source::Endpoints)
+///     .connect_timeout(Duration::from_secs(2))
+///     .response_timeout(Duration::from_secs(10))
+///     .watch_timeout(Duration::from_secs(60))
+///     .read_timeout(Duration::from_secs(90))
+///     .backoff(Duration::from_millis(500), Duration::from_millis(100), Duration::from_secs(10))
+///     .max_event_size(1 << 20)
+///     .spawn()?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Builder {
     target: TargetSpec,
     scheme: String,
@@ -206,12 +437,27 @@ impl Builder {
     }
 
     /// The API server to use. Default: [`Config::infer`] at spawn.
+    ///
+    /// ```
+    /// use kuberesolver::{Config, Resolver};
+    ///
+    /// // Through `kubectl proxy`.
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new("http://127.0.0.1:8001"));
+    /// ```
     pub fn config(mut self, config: Config) -> Builder {
         self.config = Some(config);
         self
     }
 
     /// The API to watch. Default: [`Source::Auto`].
+    ///
+    /// ```
+    /// use kuberesolver::{Resolver, Source};
+    ///
+    /// // A cluster older than EndpointSlices, or a Role that covers only `endpoints`.
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc").source(Source::Endpoints);
+    /// ```
     pub fn source(mut self, source: Source) -> Builder {
         self.source = source;
         self
@@ -219,20 +465,55 @@ impl Builder {
 
     /// The target scheme to accept instead of `kubernetes` (Go's
     /// `RegisterInClusterWithSchema`). Default: `kubernetes`.
+    ///
+    /// Compared ignoring ASCII case. No effect on a builder from
+    /// [`Resolver::builder_for`], whose target is already parsed.
+    ///
+    /// ```
+    /// use kuberesolver::{ErrorKind, Resolver};
+    ///
+    /// let builder = Resolver::builder("k8s:///echo.prod:grpc").scheme("k8s");
+    ///
+    /// // Without it, `k8s` is not the expected scheme: an error at spawn.
+    /// let err = Resolver::builder("k8s:///echo.prod:grpc").spawn().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidTarget);
+    /// ```
     pub fn scheme(mut self, scheme: impl Into<String>) -> Builder {
         self.scheme = scheme.into();
         self
     }
 
-    /// How long a TCP connect may take. Default: 5 s. (Dropping the resolver during a connect
-    /// to a black-holed server returns at once; the thread finishes within this time.)
+    /// How long connecting may take: the TCP connect and, for `https`, the TLS handshake.
+    /// Default: 5 s.
+    ///
+    /// Dropping the resolver during a TCP connect to a black-holed server returns within
+    /// 0.8 s; the thread then finishes by itself within this time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .connect_timeout(Duration::from_secs(2));
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
         self.timeouts.connect = timeout;
         self
     }
 
-    /// How long the server may take to answer a request with its headers (TLS handshake
-    /// included). Default: 30 s.
+    /// How long the server may take to answer a request with its response headers, once the
+    /// request is sent. Default: 30 s.
+    ///
+    /// The TLS handshake comes before and counts against the
+    /// [connect timeout](Self::connect_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .response_timeout(Duration::from_secs(10));
+    /// ```
     pub fn response_timeout(mut self, timeout: Duration) -> Builder {
         self.timeouts.response = timeout;
         self
@@ -241,6 +522,18 @@ impl Builder {
     /// The longest silence on an open watch before the connection is declared dead and
     /// replaced. Default: the watch timeout + 30 s (270 s), since a server without bookmarks
     /// may send nothing until the watch ends.
+    ///
+    /// It applies to every read from the connection, lists included. Once set, it no longer
+    /// follows [`watch_timeout`](Self::watch_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// // A server that sends a bookmark at least every minute lets a dead connection show sooner.
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .read_timeout(Duration::from_secs(90));
+    /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Builder {
         self.timeouts.read = timeout;
         self.read_timeout_set = true;
@@ -250,6 +543,18 @@ impl Builder {
     /// The upper end of the `timeoutSeconds` each watch asks for; each watch picks a random
     /// value in `[¾ × timeout, timeout]` so that many clients do not reconnect in step.
     /// Default: 240 s (a 180–240 s window, below common load-balancer idle limits). At least 1 s.
+    ///
+    /// In whole seconds (the fraction is dropped). Unless [`read_timeout`](Self::read_timeout)
+    /// was set, the read timeout becomes this + 30 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// // Watches end after 45–60 s; the read timeout becomes 90 s.
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .watch_timeout(Duration::from_secs(60));
+    /// ```
     pub fn watch_timeout(mut self, timeout: Duration) -> Builder {
         self.watch_timeout = timeout.max(Duration::from_secs(1));
         if !self.read_timeout_set {
@@ -259,7 +564,24 @@ impl Builder {
     }
 
     /// Backoff after failures: the first delay is drawn from `[floor, initial]`, each later
-    /// one from a window twice as wide, never past `cap`. Defaults: 1 s, 500 ms, 30 s.
+    /// one from a window whose upper end is twice the previous one's, never past `cap`.
+    /// Defaults: `initial` 1 s, `floor` 500 ms, `cap` 30 s.
+    ///
+    /// Delay `n` (from 0) is uniform in `[floor, min(cap, initial × 2ⁿ)]`. A server's
+    /// `Retry-After` is waited out too, up to `cap`. The count starts again once a watch is
+    /// healthy. A `cap` below `floor` is raised to `floor`, and `initial` is kept within
+    /// `[floor, cap]`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// // Retry sooner, and never wait more than 10 s.
+    /// let initial = Duration::from_millis(500);
+    /// let (floor, cap) = (Duration::from_millis(100), Duration::from_secs(10));
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .backoff(initial, floor, cap);
+    /// ```
     pub fn backoff(mut self, initial: Duration, floor: Duration, cap: Duration) -> Builder {
         let cap = cap.max(floor);
         self.backoff = BackoffPolicy {
@@ -271,13 +593,48 @@ impl Builder {
     }
 
     /// The longest watch event line accepted; a longer one is dropped and the state relisted.
-    /// Default: 16 MiB.
+    /// Default: 16 MiB. Values below 1 KiB count as 1 KiB.
+    ///
+    /// ```
+    /// use kuberesolver::Resolver;
+    ///
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc").max_event_size(4 << 20);
+    /// ```
     pub fn max_event_size(mut self, bytes: usize) -> Builder {
         self.max_line = bytes.max(1024);
         self
     }
 
     /// Check everything and start the watcher thread.
+    ///
+    /// Parses the target, infers the configuration when none was given, checks the server
+    /// URL, reads the token, CA and client certificate files, and runs a kubeconfig's exec
+    /// credential plugin. Fails only on these
+    /// ([`InvalidTarget`](crate::ErrorKind::InvalidTarget) or
+    /// [`Config`](crate::ErrorKind::Config) errors); it makes no request, so a server that is
+    /// down is not an error here: it shows in [`Resolver::status`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// use kuberesolver::{Config, ErrorKind, Resolver, Source};
+    ///
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new(server.url()))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    ///
+    /// let missing = Config::new("https://10.96.0.1:443").ca_file("/nonexistent/ca.crt");
+    /// let result = Resolver::builder("kubernetes:///echo.prod:grpc").config(missing).spawn();
+    /// let err = result.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// assert!(err.to_string().contains("/nonexistent/ca.crt"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn spawn(self) -> Result<Resolver, Error> {
         let target = match self.target {
             TargetSpec::Text(text) => Target::parse_with_scheme(&text, &self.scheme)?,

@@ -8,9 +8,31 @@ use std::time::SystemTime;
 
 /// The conditions of an endpoint, as the API reports them.
 ///
-/// A snapshot holds only ready endpoints, so `ready` is always `true` there; `serving` and
-/// `terminating` tell a caller which of them are draining (EndpointSlices only; core/v1
-/// Endpoints cannot say).
+/// A snapshot holds only ready endpoints, and a terminating endpoint is never ready, so in a
+/// snapshot `ready` is always `true` and `terminating` always `false`: a pod that starts
+/// shutting down leaves the snapshot at once. `serving` is `true` unless the API says
+/// otherwise (EndpointSlices only; core/v1 Endpoints cannot say). `null` conditions mean the
+/// [`Default`]: ready, serving, not terminating.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Conditions, Config, Resolver};
+/// # let server = FakeApiServer::start()?;
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[
+///     Pod::new("echo-1", [10, 0, 0, 1]),
+///     Pod::new("echo-2", [10, 0, 0, 2]).terminating(true),
+/// ]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .spawn()?;
+/// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
+/// assert_eq!(snapshot.len(), 1); // echo-2 is terminating, so not ready
+/// let conditions = snapshot.endpoints()[0].conditions();
+/// assert!(conditions.ready && conditions.serving && !conditions.terminating);
+/// assert_eq!(conditions, Conditions::default());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Conditions {
     /// The pod passes its readiness probe and is not terminating.
@@ -34,7 +56,33 @@ impl Default for Conditions {
 
 /// One ready address of the Service, with the details the API gives about it.
 ///
-/// Cheap to clone (one `Arc`), so snapshots are rebuilt quickly after each change.
+/// Cheap to clone (one `Arc`), so snapshots are rebuilt quickly after each change. The
+/// details other than the address are `None` when the API leaves them out; the zone comes
+/// only from EndpointSlices. `Display` writes the address, then the pod name when known.
+///
+/// ```
+/// # use std::net::{IpAddr, SocketAddr};
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver};
+/// # let server = FakeApiServer::start()?;
+/// let pod = Pod::new("echo-1", [10, 0, 0, 1]).node("node-a").zone("eu-west-1a").hostname("e1");
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .spawn()?;
+/// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
+/// let endpoint = &snapshot.endpoints()[0];
+/// assert_eq!(endpoint.addr(), SocketAddr::from(([10, 0, 0, 1], 8080)));
+/// assert_eq!((endpoint.ip(), endpoint.port()), (IpAddr::from([10, 0, 0, 1]), 8080));
+/// assert_eq!(endpoint.pod(), Some("echo-1"));
+/// assert_eq!(endpoint.node(), Some("node-a"));
+/// assert_eq!(endpoint.zone(), Some("eu-west-1a"));
+/// assert_eq!(endpoint.hostname(), Some("e1"));
+/// assert!(endpoint.conditions().ready);
+/// assert_eq!(endpoint.to_string(), r#"10.0.0.1:8080 ("echo-1")"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint(Arc<EndpointData>);
 
@@ -120,7 +168,7 @@ impl fmt::Debug for Endpoint {
 }
 
 impl fmt::Display for Endpoint {
-    /// `addr` then the pod name when known: `10.0.0.1:8080 (echo-6f9c-abcde)`.
+    /// `addr` then the pod name, quoted, when known: `10.0.0.1:8080 ("echo-6f9c-abcde")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0.addr)?;
         if let Some(pod) = &self.0.pod {
@@ -132,15 +180,30 @@ impl fmt::Display for Endpoint {
 
 /// The addresses of a snapshot: sorted, de-duplicated, and cheap to clone.
 ///
-/// Derefs to `[SocketAddr]`, so it indexes, iterates and slices like one.
+/// Derefs to `[SocketAddr]`, so it indexes, iterates and slices like one. Cloning is one
+/// atomic increment; two `Addresses` are equal when they hold the same addresses.
 ///
 /// ```
-/// # fn demo(resolver: &kuberesolver::Resolver) {
+/// # use std::net::SocketAddr;
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # let pods = [Pod::new("echo-2", [10, 0, 0, 2]), Pod::new("echo-1", [10, 0, 0, 1])];
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// # resolver.wait_ready(Duration::from_secs(5))?;
 /// let addrs = resolver.addresses();
+/// assert_eq!(addrs.len(), 2);
+/// assert_eq!(addrs[0], SocketAddr::from(([10, 0, 0, 1], 8080))); // sorted
 /// for addr in addrs.iter() {
 ///     println!("{addr}");
 /// }
-/// # }
+/// assert_eq!(addrs, resolver.snapshot().addresses());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Addresses(Arc<[SocketAddr]>);
@@ -168,6 +231,30 @@ impl Addresses {
 ///
 /// Cloning is one atomic increment. Versions start at 1 for the first resolution and grow by
 /// one with each published change; version 0 is the empty "not resolved yet" snapshot.
+/// Get one from [`Resolver::snapshot`](crate::Resolver::snapshot),
+/// [`Resolver::wait_ready`](crate::Resolver::wait_ready) or [`Updates`](crate::Updates).
+///
+/// ```
+/// # use std::net::SocketAddr;
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
+/// assert_eq!(snapshot.version(), 1); // the first resolution
+/// assert_eq!(snapshot.len(), 1);
+/// assert!(!snapshot.is_empty());
+/// assert_eq!(snapshot.addresses()[..], [SocketAddr::from(([10, 0, 0, 1], 8080))]);
+/// assert_eq!(snapshot.endpoints()[0].pod(), Some("echo-1"));
+/// assert!(snapshot.published_at().is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Snapshot(Arc<Inner>);
 
@@ -201,6 +288,29 @@ impl Snapshot {
     }
 
     /// The version: 0 before the first resolution, then +1 per published change.
+    ///
+    /// A resolver publishes a snapshot only when the ready endpoints or their details change,
+    /// so two of its snapshots with the same version hold the same endpoints.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let updates = resolver.updates();
+    /// let d = Duration::from_secs(5);
+    /// assert_eq!(updates.recv_timeout(d)?.version(), 1); // the first resolution
+    /// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+    /// assert_eq!(updates.recv_timeout(d)?.version(), 2); // one change
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn version(&self) -> u64 {
         self.0.version
     }
@@ -221,28 +331,80 @@ impl Snapshot {
     }
 
     /// Whether there is no ready address.
+    ///
+    /// An empty snapshot is the API's word that the Service has no ready endpoint; it is
+    /// published (even as the first resolution), while failures never publish.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// let unready = Pod::new("echo-1", [10, 0, 0, 1]).ready(false);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[unready]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert!(snapshot.is_empty());
+    /// assert_eq!((snapshot.version(), snapshot.len()), (1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.0.endpoints.is_empty()
     }
 
     /// When this snapshot was published (`None` for the unresolved snapshot).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
+    /// let published = snapshot.published_at().expect("a resolved snapshot has a time");
+    /// assert!(published <= std::time::SystemTime::now());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn published_at(&self) -> Option<SystemTime> {
         self.0.at
     }
 
     /// What changed from `previous` to `self`: endpoints that appeared and ones that left.
     ///
-    /// An endpoint whose details changed (say, it started terminating) shows in both lists.
+    /// An endpoint whose details changed at the same address (say, the IP now belongs to
+    /// another pod) shows in both lists, the new one in `added` and the old one in `removed`.
+    /// An endpoint that starts terminating is no longer ready: it shows in `removed` only.
     ///
     /// ```
-    /// # fn demo(resolver: &kuberesolver::Resolver) {
-    /// let mut previous = resolver.snapshot();
-    /// for snapshot in resolver.updates().iter() {
-    ///     let diff = snapshot.diff(&previous);
-    ///     println!("+{} -{}", diff.added.len(), diff.removed.len());
-    ///     previous = snapshot;
-    /// }
-    /// # }
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let updates = resolver.updates();
+    /// let previous = updates.recv_timeout(Duration::from_secs(5))?; // echo-1
+    /// // A rolling deploy replaces echo-1 with echo-2.
+    /// let pod = Pod::new("echo-2", [10, 0, 0, 2]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let current = updates.recv_timeout(Duration::from_secs(5))?;
+    /// let diff = current.diff(&previous);
+    /// assert_eq!(diff.added[0].pod(), Some("echo-2"));
+    /// assert_eq!(diff.removed[0].pod(), Some("echo-1"));
+    /// assert!(current.diff(&current).is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn diff(&self, previous: &Snapshot) -> Diff {
         // Both lists are sorted by address with one entry per address: one merge walk.
@@ -287,6 +449,30 @@ impl fmt::Debug for Snapshot {
 }
 
 /// The difference between two snapshots, from [`Snapshot::diff`].
+///
+/// Both lists are sorted by address. The default is the empty difference.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// let updates = resolver.updates();
+/// let before = updates.recv_timeout(Duration::from_secs(5))?;
+/// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+/// let diff = updates.recv_timeout(Duration::from_secs(5))?.diff(&before);
+/// let added: Vec<String> = diff.added.iter().map(|e| e.to_string()).collect();
+/// assert_eq!(added, [r#"10.0.0.2:8080 ("echo-2")"#]);
+/// assert!(diff.removed.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diff {
     /// Endpoints in the new snapshot and not in the old one.
@@ -296,7 +482,13 @@ pub struct Diff {
 }
 
 impl Diff {
-    /// Whether nothing changed.
+    /// Whether nothing changed: both lists are empty.
+    ///
+    /// ```
+    /// use kuberesolver::Diff;
+    ///
+    /// assert!(Diff::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
     }

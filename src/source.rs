@@ -6,12 +6,28 @@
 
 use std::fmt;
 
-/// Which Kubernetes API the resolver watches.
+/// Which Kubernetes API the resolver watches; set with
+/// [`Builder::source`](crate::Builder::source). Default: [`Auto`](Source::Auto).
+///
+/// [`Status::source`](crate::Status::source) says which API is in use. See the
+/// [sources guide](crate::guide::sources) for how they differ and how slices are merged.
 ///
 /// ```
-/// use kuberesolver::{Resolver, Source};
-///
-/// let builder = Resolver::builder("kubernetes:///echo.prod:grpc").source(Source::Endpoints);
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod, Resource};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+/// // A cluster without the EndpointSlice API: `Auto` falls back to core/v1 Endpoints.
+/// server.disable(Resource::EndpointSlices, true);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()))
+///     .source(Source::Auto)
+///     .spawn()?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+/// assert_eq!(resolver.status().source, Some(Source::Endpoints));
+/// assert_eq!(Source::default(), Source::Auto);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Source {

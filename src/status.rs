@@ -4,7 +4,29 @@ use std::time::{Duration, SystemTime};
 
 use crate::{Error, Source};
 
-/// Counters since the resolver started. Each only grows.
+/// Counters since the resolver started, in [`Status::counters`]. Each only grows.
+///
+/// All start at 0 ([`Default`]); compare two readings to see what happened in between.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// resolver.wait_ready(Duration::from_secs(5))?;
+/// let counters = resolver.status().counters;
+/// assert_eq!((counters.lists, counters.publishes, counters.errors), (1, 1, 0));
+/// assert_eq!(counters.relists, 0);
+/// println!("{} watches, {} events", counters.watches, counters.events);
+/// println!("{} bookmarks, {} reconnects", counters.bookmarks, counters.reconnects);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Counters {
@@ -18,7 +40,8 @@ pub struct Counters {
     pub bookmarks: u64,
     /// Requests made after the first list: every re-watch and every relist.
     pub reconnects: u64,
-    /// Lists made because the resourceVersion expired (410) or the data was malformed.
+    /// Lists after the first attempt: after a 410 (the resourceVersion expired), after
+    /// malformed data, and each retry of a failed list.
     pub relists: u64,
     /// Failures of any kind (each one also sets [`Status::last_error`]).
     pub errors: u64,
@@ -28,14 +51,33 @@ pub struct Counters {
 
 /// A resolver's health at one moment, from [`Resolver::status`](crate::Resolver::status).
 ///
+/// A copy: it does not change after it is taken. Errors never reach a snapshot; they show
+/// here, in [`last_error`](Self::last_error), while the last good addresses stay in place.
+///
 /// ```
-/// # fn demo(resolver: &kuberesolver::Resolver) {
+/// # use kuberesolver::Source;
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver};
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// resolver.wait_ready(Duration::from_secs(5))?;
 /// let status = resolver.status();
+/// assert!(status.resolved);
+/// assert_eq!((status.version, status.endpoints), (1, 1));
+/// assert_eq!(status.source, Some(Source::Endpoints));
+/// assert!(status.last_update.is_some() && status.last_sync.is_some());
 /// if let Some(error) = &status.last_error {
-///     eprintln!("resolver trouble: {error}");
+///     eprintln!("resolver trouble at {:?}: {error}", status.last_error_at);
 /// }
-/// println!("{} endpoints, {} reconnects", status.endpoints, status.counters.reconnects);
-/// # }
+/// assert!(!status.stopped);
+/// println!("watching: {}, {} reconnects", status.watching, status.counters.reconnects);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -46,7 +88,7 @@ pub struct Status {
     pub version: u64,
     /// The number of addresses in the current snapshot.
     pub endpoints: usize,
-    /// The API in use (`None` until the first request decided it).
+    /// The API in use (`None` until the first successful list decided it).
     pub source: Option<Source>,
     /// When the current snapshot was published.
     pub last_update: Option<SystemTime>,
@@ -84,12 +126,56 @@ impl Status {
     }
 
     /// Time since the API last confirmed the state, or `None` before the first sync.
+    ///
+    /// The addresses are at most this old, as far as the API is concerned. While a watch is
+    /// open, a quiet Service still confirms its state with each bookmark the server sends.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// let staleness = resolver.status().staleness();
+    /// assert!(staleness.is_some_and(|age| age < Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn staleness(&self) -> Option<Duration> {
         self.last_sync
             .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
     }
 
     /// Resolved, watching, and no failure since the last sync.
+    ///
+    /// False for a moment between two watches, and while the resolver backs off after a
+    /// failure.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// // The watch opens just after the first list.
+    /// let healthy = (0..500).any(|_| {
+    ///     std::thread::sleep(Duration::from_millis(10));
+    ///     resolver.status().is_healthy()
+    /// });
+    /// assert!(healthy);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_healthy(&self) -> bool {
         let error_after_sync = match (self.last_error_at, self.last_sync) {
             (Some(e), Some(s)) => e > s,

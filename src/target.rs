@@ -61,10 +61,12 @@ impl fmt::Display for Port {
 /// ```
 ///
 /// The namespace may be left out (`kubernetes:///api:8080`): the resolver then uses the
-/// namespace of the pod it runs in. The port may be left out too (`kubernetes:///api.prod`):
-/// the resolver then uses the Service's only port. The port is a number or a port name
-/// (`kubernetes:///api.prod:grpc`). After the namespace, the third dotted label must be `svc`;
-/// the cluster domain after it (`cluster.local`) is accepted and ignored.
+/// default namespace of its [`Config`](crate::Config) (the pod's own namespace in a cluster,
+/// the context's namespace from a kubeconfig, else `default`). The port may be left out too
+/// (`kubernetes:///api.prod`): the resolver then uses the Service's only port. The port is a
+/// number or a port name (`kubernetes:///api.prod:grpc`). After the namespace, the third
+/// dotted label must be `svc`; the cluster domain after it (`cluster.local`) is accepted and
+/// ignored.
 ///
 /// Service and namespace names are RFC 1123 labels, as Kubernetes requires: 1 to 63 lowercase
 /// letters, digits and `-`, starting and ending with a letter or digit. Anything else (a
@@ -92,14 +94,15 @@ impl fmt::Display for Port {
 pub struct Target {
     /// The URI scheme, lowercase and valid.
     scheme: String,
-    /// `None` means the namespace of the pod the resolver runs in.
+    /// `None` means the default namespace of the resolver's configuration.
     namespace: Option<String>,
     service: String,
     port: Option<Port>,
 }
 
 impl Target {
-    /// Creates a target for the Service `service`, in the pod's own namespace, with no port.
+    /// Creates a target for the Service `service`, with no namespace (the configuration's
+    /// default is used at spawn) and no port.
     ///
     /// The scheme is `kubernetes`. `service` must be an RFC 1123 label (1 to 63 lowercase
     /// letters, digits and `-`, starting and ending with a letter or digit); otherwise the
@@ -149,7 +152,8 @@ impl Target {
         parse(input, scheme).map_err(|p| Error::invalid_target(input, p))
     }
 
-    /// Returns this target with the namespace `namespace` instead of the pod's own one.
+    /// Returns this target with the namespace `namespace` instead of the configuration's
+    /// default.
     ///
     /// `namespace` must be an RFC 1123 label, like a service name; otherwise the error is an
     /// [`ErrorKind::InvalidTarget`](crate::ErrorKind::InvalidTarget) naming the problem.
@@ -232,7 +236,9 @@ impl Target {
         &self.scheme
     }
 
-    /// The namespace of the Service, or `None` for the namespace of the pod the resolver runs in.
+    /// The namespace of the Service, or `None` for the default namespace of the resolver's
+    /// [`Config`](crate::Config). [`Resolver::target`](crate::Resolver::target) always has
+    /// one: the resolver fills it in at spawn.
     ///
     /// ```
     /// use kuberesolver::Target;
@@ -273,8 +279,8 @@ impl Target {
 
     /// The name to verify the servers' TLS certificates against: `service.namespace`.
     ///
-    /// This is the authority Go's kuberesolver gives gRPC. When the namespace is `None` (the
-    /// pod's own namespace), it is just `service`.
+    /// This is the authority Go's kuberesolver gives gRPC. When the namespace is `None` (not
+    /// given), it is just `service`.
     ///
     /// ```
     /// use kuberesolver::Target;
@@ -291,7 +297,8 @@ impl Target {
         }
     }
 
-    /// The namespace of the Service, or `default` (the pod's own namespace) when it is `None`.
+    /// The namespace of the Service, or `default` (the configuration's namespace) when it is
+    /// `None`.
     pub(crate) fn namespace_or<'a>(&'a self, default: &'a str) -> &'a str {
         self.namespace.as_deref().unwrap_or(default)
     }

@@ -124,6 +124,22 @@ const TARGET: &str = "kuberesolver::testkit";
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The two resources the server knows.
+///
+/// Names an API in [`FakeApiServer::apply`], [`forbid`](FakeApiServer::forbid),
+/// [`disable`](FakeApiServer::disable) and in each [`RequestRecord`].
+///
+/// ```
+/// use kuberesolver::testkit::Resource;
+///
+/// let slices = Resource::EndpointSlices;
+/// assert_eq!((slices.kind(), slices.list_kind()), ("EndpointSlice", "EndpointSliceList"));
+/// assert_eq!((slices.group(), slices.api_version()), ("discovery.k8s.io", "discovery.k8s.io/v1"));
+/// assert_eq!(slices.plural(), "endpointslices");
+/// assert_eq!(
+///     slices.collection_path("prod"),
+///     "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices",
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Resource {
     /// core/v1 `Endpoints` (`/api/v1/namespaces/{ns}/endpoints`).
@@ -135,6 +151,12 @@ pub enum Resource {
 
 impl Resource {
     /// The object kind: `Endpoints` or `EndpointSlice`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// assert_eq!(Resource::Endpoints.kind(), "Endpoints");
+    /// ```
     pub fn kind(self) -> &'static str {
         match self {
             Resource::Endpoints => "Endpoints",
@@ -143,6 +165,12 @@ impl Resource {
     }
 
     /// The list kind: `EndpointsList` or `EndpointSliceList`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// assert_eq!(Resource::Endpoints.list_kind(), "EndpointsList");
+    /// ```
     pub fn list_kind(self) -> &'static str {
         match self {
             Resource::Endpoints => "EndpointsList",
@@ -150,7 +178,13 @@ impl Resource {
         }
     }
 
-    /// `v1` or `discovery.k8s.io/v1`.
+    /// The `apiVersion`: `v1` or `discovery.k8s.io/v1`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// assert_eq!(Resource::EndpointSlices.api_version(), "discovery.k8s.io/v1");
+    /// ```
     pub fn api_version(self) -> &'static str {
         match self {
             Resource::Endpoints => "v1",
@@ -159,6 +193,12 @@ impl Resource {
     }
 
     /// The API group: `""` (core) or `discovery.k8s.io`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// assert_eq!(Resource::Endpoints.group(), "");
+    /// ```
     pub fn group(self) -> &'static str {
         match self {
             Resource::Endpoints => "",
@@ -167,6 +207,12 @@ impl Resource {
     }
 
     /// The resource name in URLs and RBAC rules: `endpoints` or `endpointslices`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// assert_eq!(Resource::EndpointSlices.plural(), "endpointslices");
+    /// ```
     pub fn plural(self) -> &'static str {
         match self {
             Resource::Endpoints => "endpoints",
@@ -175,6 +221,13 @@ impl Resource {
     }
 
     /// The collection path in `namespace`, e.g. `/api/v1/namespaces/prod/endpoints`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// let path = Resource::Endpoints.collection_path("prod");
+    /// assert_eq!(path, "/api/v1/namespaces/prod/endpoints");
+    /// ```
     pub fn collection_path(self, namespace: &str) -> String {
         match self {
             Resource::Endpoints => format!("/api/v1/namespaces/{namespace}/endpoints"),
@@ -195,6 +248,32 @@ impl Resource {
 
 /// How watch events are cut into HTTP chunks. Real servers and proxies do all of these;
 /// a client must not care.
+///
+/// Set with [`Builder::chunk_mode`] or, on a running server, with
+/// [`FakeApiServer::set_chunk_mode`]. Default: [`PerEvent`](ChunkMode::PerEvent).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::ChunkMode;
+///
+/// // Every event cut into 7-byte chunks: the resolver reassembles them.
+/// let server = FakeApiServer::builder().chunk_mode(ChunkMode::Split(7)).start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// let updates = resolver.updates();
+/// assert_eq!(updates.recv_timeout(Duration::from_secs(5))?.len(), 1);
+/// server.set_chunk_mode(ChunkMode::Coalesce); // several events per chunk from now on
+/// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+/// assert_eq!(updates.recv_timeout(Duration::from_secs(5))?.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ChunkMode {
     /// One chunk per event (the default).
@@ -211,6 +290,29 @@ pub enum ChunkMode {
 
 /// Something that happens to an open watch ([`FakeApiServer::inject`],
 /// [`FakeApiServer::inject_next_watch`]).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::Fault;
+///
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+/// // A 410 on the open watch: the resolver lists again at once.
+/// assert_eq!(server.inject(Fault::Expired), 1);
+/// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
+///     requests.iter().filter(|r| r.is_list()).count() == 2
+/// });
+/// assert!(relisted);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// End the body cleanly now (terminating zero-size chunk), as at a timeout.
@@ -228,7 +330,33 @@ pub enum Fault {
     Expired,
 }
 
-/// How a request is answered instead of normally ([`FakeApiServer::fail_next`]).
+/// How a request is answered instead of normally ([`FakeApiServer::fail_next`],
+/// [`FakeApiServer::fail_next_for`]).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::{Failure, Verb};
+///
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// // The first watch is refused with 410: the resolver lists again at once.
+/// let expired = Failure::status(410, "Expired", "too old resource version");
+/// server.fail_next_for(Verb::Watch, 1, expired);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
+///     requests.iter().filter(|r| r.is_list()).count() == 2
+/// });
+/// assert!(relisted);
+/// let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+/// assert_eq!(statuses[..2], [200, 410]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// A JSON `Status` with this code, reason and message (`Retry-After: 1` added for 429
@@ -258,6 +386,15 @@ pub enum Failure {
 
 impl Failure {
     /// Shorthand for [`Failure::Status`].
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Failure;
+    ///
+    /// let failure = Failure::status(504, "Timeout", "the server was too slow");
+    /// let Failure::Status { code, reason, message } = failure else { unreachable!() };
+    /// assert_eq!((code, reason.as_str()), (504, "Timeout"));
+    /// assert_eq!(message, "the server was too slow");
+    /// ```
     pub fn status(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Failure {
         Failure::Status {
             code,
@@ -269,6 +406,25 @@ impl Failure {
 
 /// The kind of request ([`RequestRecord::verb`]), and a filter for
 /// [`FakeApiServer::fail_next_for`].
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::Verb;
+///
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+/// let verbs: Vec<Option<Verb>> = server.requests().iter().map(|r| r.verb).collect();
+/// assert_eq!(verbs, [Some(Verb::List), Some(Verb::Watch)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verb {
     /// Any request (filters only; records never carry it).
@@ -283,6 +439,13 @@ pub enum Verb {
 
 impl Verb {
     /// The RBAC verb: `*`, `get`, `list` or `watch`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Verb;
+    ///
+    /// assert_eq!(Verb::Watch.as_str(), "watch");
+    /// assert_eq!(Verb::Any.as_str(), "*");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Any => "*",
@@ -297,6 +460,34 @@ impl Verb {
 ///
 /// `Debug` does not print the bearer token; [`bearer_token`](RequestRecord::bearer_token)
 /// gives it for assertions.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::Resource;
+///
+/// # let server = FakeApiServer::start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+/// #     .config(Config::new(server.url()))
+/// #     .source(Source::Endpoints)
+/// #     .spawn()?;
+/// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+/// let requests = server.requests();
+/// let (list, watch) = (&requests[0], &requests[1]);
+/// assert_eq!(list.method, "GET");
+/// assert_eq!(list.path, "/api/v1/namespaces/prod/endpoints");
+/// assert_eq!(list.query[0], ("fieldSelector".to_string(), "metadata.name=echo".to_string()));
+/// assert_eq!(list.resource, Some(Resource::Endpoints));
+/// assert_eq!(list.namespace.as_deref(), Some("prod"));
+/// assert_eq!((list.status, watch.status), (200, 200));
+/// assert!(watch.is_watch() && watch.at >= list.at);
+/// assert!(!list.authorization); // no token configured
+/// println!("connections: {} then {}", list.connection, watch.connection);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct RequestRecord {
     id: u64,
@@ -327,6 +518,26 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     /// The first query parameter of that name (decoded).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+    /// let watch = &server.requests()[1];
+    /// assert_eq!(watch.param("watch"), Some("1"));
+    /// assert_eq!(watch.param("allowWatchBookmarks"), Some("true"));
+    /// assert!(watch.param("resourceVersion").is_some());
+    /// assert_eq!(watch.param("limit"), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -335,21 +546,91 @@ impl RequestRecord {
     }
 
     /// Whether it was a watch.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+    /// assert!(server.requests()[1].is_watch());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_watch(&self) -> bool {
         self.verb == Some(Verb::Watch)
     }
 
     /// Whether it was a list (a collection GET without `watch`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert!(server.requests()[0].is_list()); // a resolver starts with a list
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_list(&self) -> bool {
         self.verb == Some(Verb::List)
     }
 
     /// Whether it was a GET of one object.
+    ///
+    /// ```
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let response = get(&server, "/api/v1/namespaces/prod/endpoints/echo")?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(server.requests()[0].is_get());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_get(&self) -> bool {
         self.verb == Some(Verb::Get)
     }
 
     /// The bearer token sent, if any.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// let server = FakeApiServer::builder().token(Some("s3cret".to_owned())).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()).token("s3cret"))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// let list = &server.requests()[0];
+    /// assert_eq!(list.bearer_token(), Some("s3cret"));
+    /// assert!(!format!("{list:?}").contains("s3cret"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bearer_token(&self) -> Option<&str> {
         self.token.as_deref()
     }
@@ -371,6 +652,23 @@ impl fmt::Debug for RequestRecord {
 }
 
 /// Settings for a [`FakeApiServer`]; from [`FakeApiServer::builder`].
+///
+/// Defaults: plain HTTP on `127.0.0.1` (any free port), no authentication, one chunk per
+/// event, a bookmark every 60 s, watches capped only by their own `timeoutSeconds` (30 min
+/// without one), and the user `system:serviceaccount:default:test` in 403 messages.
+///
+/// ```
+/// use std::time::Duration;
+/// use kuberesolver::testkit::{ChunkMode, FakeApiServer};
+///
+/// let server = FakeApiServer::builder()
+///     .token(Some("s3cret".to_owned()))
+///     .chunk_mode(ChunkMode::Coalesce)
+///     .bookmark_interval(Duration::from_secs(1))
+///     .start()?;
+/// assert!(server.url().starts_with("http://127.0.0.1:"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Builder {
     bind: SocketAddr,
     tls: Option<TlsIdentity>,
@@ -400,13 +698,44 @@ impl fmt::Debug for Builder {
 impl Builder {
     /// The address to listen on; default `127.0.0.1:0` (any free port). A fixed
     /// address lets a test start a new server where an old one was.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let first = FakeApiServer::start()?;
+    /// let addr = first.addr();
+    /// drop(first);
+    /// // A new server, with new state, where clients already point.
+    /// let second = FakeApiServer::builder().bind(addr).start()?;
+    /// assert_eq!(second.addr(), addr);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[must_use]
     pub fn bind(mut self, addr: SocketAddr) -> Builder {
         self.bind = addr;
         self
     }
 
-    /// Serve HTTPS with this identity (e.g. [`TlsIdentity::test_server`]).
+    /// Serve HTTPS with this identity (e.g. [`TlsIdentity::test_server`]). Default: plain
+    /// HTTP.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+    /// assert!(server.url().starts_with("https://127.0.0.1:"));
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn tls(mut self, identity: TlsIdentity) -> Builder {
         self.tls = Some(identity);
@@ -414,7 +743,32 @@ impl Builder {
     }
 
     /// Require client certificates signed by a CA of this PEM bundle (e.g.
-    /// [`CLIENT_CA_PEM`]); only with [`tls`](Builder::tls).
+    /// [`CLIENT_CA_PEM`]); only with [`tls`](Builder::tls). Default: no client
+    /// certificate asked for.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::{TlsIdentity, CLIENT_CA_PEM, CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+    /// use kuberesolver::testkit::TEST_CA_PEM;
+    ///
+    /// let server = FakeApiServer::builder()
+    ///     .tls(TlsIdentity::test_server())
+    ///     .client_ca(CLIENT_CA_PEM)
+    ///     .start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let config = Config::new(server.url())
+    ///     .ca_pem(TEST_CA_PEM)
+    ///     .client_certificate_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(config)
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn client_ca(mut self, pem: &str) -> Builder {
         self.client_ca = Some(pem.to_owned());
@@ -422,6 +776,26 @@ impl Builder {
     }
 
     /// Require `Authorization: Bearer <token>` (default: no authentication).
+    ///
+    /// A request without it, or with another token, gets a 401 `Unauthorized` Status.
+    /// [`FakeApiServer::set_token`] changes it later.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::builder().token(Some("s3cret".to_owned())).start()?;
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 401"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn token(mut self, token: Option<String>) -> Builder {
         self.token = token;
@@ -429,6 +803,14 @@ impl Builder {
     }
 
     /// How watch events are cut into chunks (default [`ChunkMode::PerEvent`]).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{ChunkMode, FakeApiServer};
+    ///
+    /// // One byte per chunk: the worst a proxy can do.
+    /// let server = FakeApiServer::builder().chunk_mode(ChunkMode::Split(1)).start()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     #[must_use]
     pub fn chunk_mode(mut self, mode: ChunkMode) -> Builder {
         self.chunk_mode = mode;
@@ -436,6 +818,30 @@ impl Builder {
     }
 
     /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (default 60 s).
+    ///
+    /// At least 1 ms.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// let server = FakeApiServer::builder()
+    ///     .bookmark_interval(Duration::from_millis(20))
+    ///     .start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// // The resolver asks for bookmarks; each one confirms its state.
+    /// let bookmarked = (0..500).any(|_| {
+    ///     std::thread::sleep(Duration::from_millis(10));
+    ///     resolver.status().counters.bookmarks > 0
+    /// });
+    /// assert!(bookmarked);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn bookmark_interval(mut self, interval: Duration) -> Builder {
         self.bookmark_interval = interval.clamp(Duration::from_millis(1), MAX_DURATION);
@@ -444,6 +850,31 @@ impl Builder {
 
     /// Caps every watch's duration (its `timeoutSeconds`, or 30 min without one); at the
     /// end the body ends cleanly.
+    ///
+    /// Default: no cap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::builder()
+    ///     .max_watch_timeout(Duration::from_millis(50))
+    ///     .start()?;
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // A watch that asks for an hour ends cleanly after 50 ms: the terminating chunk.
+    /// let path = "/api/v1/namespaces/prod/endpoints?watch=1&timeoutSeconds=3600";
+    /// let response = get(&server, path)?;
+    /// assert!(response.ends_with("0\r\n\r\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn max_watch_timeout(mut self, timeout: Duration) -> Builder {
         self.max_watch_timeout = Some(timeout.min(MAX_DURATION));
@@ -451,6 +882,26 @@ impl Builder {
     }
 
     /// The user named in 403 messages (default `system:serviceaccount:default:test`).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Resource};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::builder().user("system:serviceaccount:prod:client").start()?;
+    /// server.forbid(Resource::Endpoints, true);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let response = get(&server, "/api/v1/namespaces/prod/endpoints")?;
+    /// assert!(response.starts_with("HTTP/1.1 403"));
+    /// assert!(response.contains(r#"User \"system:serviceaccount:prod:client\" cannot list"#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn user(mut self, user: impl Into<String>) -> Builder {
         self.user = user.into();
@@ -462,6 +913,14 @@ impl Builder {
     /// # Errors
     ///
     /// When the address cannot be bound, or the client CA PEM does not parse.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let first = FakeApiServer::start()?;
+    /// assert!(FakeApiServer::builder().bind(first.addr()).start().is_err()); // taken
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn start(self) -> io::Result<FakeApiServer> {
         let tls = match &self.tls {
             None => None,
@@ -498,6 +957,21 @@ impl Builder {
 ///
 /// `Send + Sync`: share it with `Arc` or by reference across threads. Dropping it shuts
 /// it down.
+///
+/// ```
+/// use std::time::Duration;
+/// use kuberesolver::testkit::{FakeApiServer, Pod};
+/// use kuberesolver::{Config, Resolver, Source};
+///
+/// let server = FakeApiServer::start()?;
+/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()))
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct FakeApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -515,6 +989,16 @@ impl fmt::Debug for FakeApiServer {
 impl FakeApiServer {
     /// Starts a plain-HTTP server on `127.0.0.1` (any free port) with default settings.
     ///
+    /// The same as `FakeApiServer::builder().start()`; see [`Builder`] for the defaults.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// assert!(server.url().starts_with("http://127.0.0.1:"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// When no port can be bound or no thread spawned.
@@ -523,6 +1007,14 @@ impl FakeApiServer {
     }
 
     /// Settings for a server.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, TlsIdentity};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+    /// assert!(server.url().starts_with("https://"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn builder() -> Builder {
         Builder {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -537,6 +1029,16 @@ impl FakeApiServer {
     }
 
     /// The base URL, e.g. `http://127.0.0.1:41234` or `https://127.0.0.1:41234`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// use kuberesolver::Config;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// assert_eq!(server.url(), format!("http://{}", server.addr()));
+    /// let config = Config::new(server.url()); // what a resolver needs
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn url(&self) -> String {
         let scheme = if self.shared.config.tls.is_some() {
             "https"
@@ -547,6 +1049,15 @@ impl FakeApiServer {
     }
 
     /// The address it listens on.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// assert!(server.addr().ip().is_loopback());
+    /// let conn = std::net::TcpStream::connect(server.addr())?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -601,6 +1112,17 @@ impl FakeApiServer {
 
     /// Stops the server: no more connections, every open one closed (stalled watches
     /// and hanging requests included), threads joined. Idempotent; `Drop` calls it.
+    ///
+    /// ```
+    /// use std::net::TcpStream;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.shutdown();
+    /// assert!(TcpStream::connect(server.addr()).is_err()); // refused
+    /// assert!(server.resume_listening().is_err()); // for good
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn shutdown(&self) {
         {
             let mut st = self.shared.lock();
@@ -615,6 +1137,18 @@ impl FakeApiServer {
     /// Simulates the API server going away: closes the listening socket (new connections
     /// are refused) and every open connection. State is kept; see
     /// [`resume_listening`](Self::resume_listening).
+    ///
+    /// ```
+    /// use std::net::TcpStream;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.stop_listening();
+    /// assert!(TcpStream::connect(server.addr()).is_err()); // refused: the server is "down"
+    /// server.resume_listening()?;
+    /// assert!(TcpStream::connect(server.addr()).is_ok());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn stop_listening(&self) {
         self.shared.lock().listening = false;
         self.shared.changed();
@@ -624,6 +1158,20 @@ impl FakeApiServer {
 
     /// Listens again on the same address after [`stop_listening`](Self::stop_listening),
     /// with the same objects and resourceVersions (a no-op while listening).
+    ///
+    /// ```
+    /// use std::net::TcpStream;
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// let rv = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// server.stop_listening();
+    /// server.resume_listening()?;
+    /// assert!(TcpStream::connect(server.addr()).is_ok());
+    /// assert_eq!(server.resource_version(), rv); // same state
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -654,6 +1202,21 @@ impl FakeApiServer {
     /// `metadata.uid` set by the server, and `kind`/`apiVersion` removed (they are added
     /// where the real server adds them). Open watches see `ADDED` or `MODIFIED` (or a
     /// selection change as `ADDED`/`DELETED`).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Resource};
+    /// use serde_json::json;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let rv = server.apply(Resource::Endpoints, "prod", "echo", json!({
+    ///     "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 8080}]}],
+    /// }));
+    /// assert_eq!(rv, server.resource_version());
+    /// let stored = server.get(Resource::Endpoints, "prod", "echo").expect("stored");
+    /// assert_eq!(stored["kind"], "Endpoints");
+    /// assert_eq!(stored["metadata"]["resourceVersion"], rv.as_str());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn apply(&self, resource: Resource, namespace: &str, name: &str, object: Value) -> String {
         let rv = self.shared.lock().apply(resource, namespace, name, object);
         self.shared.changed();
@@ -662,6 +1225,18 @@ impl FakeApiServer {
 
     /// Deletes an object; returns the new resourceVersion, or `None` when it did not
     /// exist. Open watches see `DELETED` with its last state.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Pod, Resource};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// assert!(server.delete(Resource::Endpoints, "prod", "echo").is_some());
+    /// assert_eq!(server.delete(Resource::Endpoints, "prod", "echo"), None);
+    /// assert!(server.get(Resource::Endpoints, "prod", "echo").is_none());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> Option<String> {
         let rv = self.shared.lock().delete(resource, namespace, name);
         self.shared.changed();
@@ -669,6 +1244,19 @@ impl FakeApiServer {
     }
 
     /// An object as a GET would return it (with `kind` and `apiVersion`).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Pod, Resource};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let object = server.get(Resource::Endpoints, "prod", "echo").expect("stored");
+    /// assert_eq!(object["apiVersion"], "v1");
+    /// assert_eq!(object["subsets"][0]["addresses"][0]["targetRef"]["name"], "echo-1");
+    /// assert_eq!(server.get(Resource::Endpoints, "prod", "other"), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
         let st = self.shared.lock();
         let obj = st
@@ -678,11 +1266,43 @@ impl FakeApiServer {
     }
 
     /// The current resourceVersion (what a list would return).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let before = server.resource_version();
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// let rv = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// assert_eq!(server.resource_version(), rv);
+    /// assert_ne!(rv, before); // every change moves it
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn resource_version(&self) -> String {
         self.shared.lock().rv.to_string()
     }
 
     /// `apply(Resource::Endpoints, ns, name, endpoints_object(ns, name, ports, pods))`.
+    ///
+    /// The Endpoints object of the Service `name`, as the Endpoints controller writes it:
+    /// see [`endpoints_object`]. Calling it again is a rolling update, scaling, or a pod
+    /// turning ready; returns the new resourceVersion.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// let starting = Pod::new("echo-2", [10, 0, 0, 2]).ready(false);
+    /// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), starting];
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1); // echo-1 only
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_endpoints(
         &self,
         namespace: &str,
@@ -699,6 +1319,26 @@ impl FakeApiServer {
     }
 
     /// `apply(Resource::EndpointSlices, ns, name, endpoint_slice_object(..))`.
+    ///
+    /// One slice `name` of the Service `service`: see [`endpoint_slice_object`]. A Service
+    /// may have many; returns the new resourceVersion.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// let ports = [("grpc", Some(8080))];
+    /// let (a, b) = (Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2]));
+    /// server.set_endpoint_slice("prod", "echo-a", "echo", "IPv4", &ports, &[a]);
+    /// server.set_endpoint_slice("prod", "echo-b", "echo", "IPv4", &ports, &[b]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::EndpointSlices)
+    /// #     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 2); // merged
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_endpoint_slice(
         &self,
         namespace: &str,
@@ -718,6 +1358,30 @@ impl FakeApiServer {
 
     /// Sets the compaction horizon to the current resourceVersion: from now on a watch
     /// from an older resourceVersion gets the 410 `Expired` ERROR event in a 200 stream.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let old = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[]);
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// server.compact();
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let path = format!("/api/v1/namespaces/prod/endpoints?watch=1&resourceVersion={old}");
+    /// let response = get(&server, &path)?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK"));
+    /// assert!(response.contains(r#""code":410"#));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn compact(&self) {
         let mut st = self.shared.lock();
         st.horizon = st.rv;
@@ -727,11 +1391,35 @@ impl FakeApiServer {
 
     /// Sets (or removes) the required bearer token. The previous one is refused from now
     /// on; open watches carry on (end them with [`inject`](Self::inject) if needed).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// let server = FakeApiServer::builder().token(Some("old".to_owned())).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// server.set_token(Some("rotated".to_owned())); // "old" gets 401 from now on
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()).token("rotated"))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_token(&self, token: Option<String>) {
         self.shared.lock().token = token;
     }
 
     /// Changes the chunking of every watch, open ones included, from the next event on.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{ChunkMode, FakeApiServer};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.set_chunk_mode(ChunkMode::Split(3));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_chunk_mode(&self, mode: ChunkMode) {
         self.shared.lock().chunk_mode = mode;
         self.shared.changed();
@@ -741,6 +1429,26 @@ impl FakeApiServer {
     /// message, e.g. `endpoints "echo" is forbidden: User
     /// "system:serviceaccount:default:test" cannot watch resource "endpoints" in API group
     /// "" in the namespace "prod"`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Resource};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.forbid(Resource::Endpoints, true);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 403"));
+    /// server.forbid(Resource::Endpoints, false);
+    /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 200"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn forbid(&self, resource: Resource, forbidden: bool) {
         let mut st = self.shared.lock();
         if forbidden {
@@ -752,6 +1460,26 @@ impl FakeApiServer {
 
     /// Removes (or restores) the API of `resource`: its paths answer `404 page not found`
     /// in plain text, as for a group the server does not serve.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Resource};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.disable(Resource::EndpointSlices, true); // a cluster older than EndpointSlices
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let response = get(&server, "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices")?;
+    /// assert!(response.starts_with("HTTP/1.1 404"));
+    /// assert!(response.ends_with("404 page not found\n"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn disable(&self, resource: Resource, disabled: bool) {
         let mut st = self.shared.lock();
         if disabled {
@@ -762,6 +1490,29 @@ impl FakeApiServer {
     }
 
     /// Applies `fault` to every open watch now; returns how many it reached.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::Fault;
+    ///
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// assert_eq!(server.inject(Fault::Reset), 0); // no watch is open yet
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+    /// assert_eq!(server.inject(Fault::Expired), 1); // the resolver lists again
+    /// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
+    ///     requests.iter().filter(|r| r.is_list()).count() == 2
+    /// });
+    /// assert!(relisted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn inject(&self, fault: Fault) -> usize {
         let mut st = self.shared.lock();
         for w in st.watches.values_mut() {
@@ -775,18 +1526,81 @@ impl FakeApiServer {
 
     /// Applies `fault` to the next watch that starts streaming, right after its headers
     /// and initial events. Queued: calling it twice affects the next two watches.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// use kuberesolver::testkit::Fault;
+    ///
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// server.inject_next_watch(Fault::Expired); // the resolver's first watch
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
+    ///     requests.iter().filter(|r| r.is_list()).count() == 2
+    /// });
+    /// assert!(relisted);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn inject_next_watch(&self, fault: Fault) {
         self.shared.lock().next_watch_faults.push_back(fault);
     }
 
     /// Answers the next `n` requests (any verb, checked before authentication) with
     /// `failure` instead.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{Failure, FakeApiServer};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.fail_next(1, Failure::Unavailable);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let first = get(&server, "/api/v1/namespaces/prod/endpoints")?;
+    /// assert!(first.starts_with("HTTP/1.1 503") && first.contains("Retry-After: 1"));
+    /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 200"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn fail_next(&self, n: usize, failure: Failure) {
         self.fail_next_for(Verb::Any, n, failure);
     }
 
     /// Answers the next `n` requests of kind `verb` with `failure` instead. Rules queue
     /// up; the first one that matches a request applies.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{Failure, FakeApiServer, Pod, Verb};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// server.fail_next_for(Verb::List, 1, Failure::InternalError);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let one = get(&server, "/api/v1/namespaces/prod/endpoints/echo")?; // a GET, not a list
+    /// assert!(one.starts_with("HTTP/1.1 200"));
+    /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 500"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn fail_next_for(&self, verb: Verb, n: usize, failure: Failure) {
         if n == 0 {
             return;
@@ -800,6 +1614,25 @@ impl FakeApiServer {
 
     /// Forgets pending [`fail_next`](Self::fail_next) rules and
     /// [`inject_next_watch`](Self::inject_next_watch) faults.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{Failure, FakeApiServer};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// server.fail_next(5, Failure::InternalError);
+    /// server.clear_failures();
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 200"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn clear_failures(&self) {
         let mut st = self.shared.lock();
         st.failures.clear();
@@ -809,28 +1642,116 @@ impl FakeApiServer {
     // ----- observation -----
 
     /// How many watches are streaming now (stalled ones included).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+    /// assert_eq!(server.open_watches(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_watches(&self) -> usize {
         self.shared.lock().watches.len()
     }
 
     /// Waits until exactly `n` watches are open; returns whether that happened in time.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+    /// drop(resolver); // closes its watch
+    /// assert!(server.wait_for_watches(0, Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_for_watches(&self, n: usize, timeout: Duration) -> bool {
         self.shared.wait_until(timeout, |st| st.watches.len() == n)
     }
 
     /// Every request received so far (since the last
     /// [`clear_requests`](Self::clear_requests)), in order.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// let first = &server.requests()[0];
+    /// assert!(first.is_list());
+    /// assert_eq!(first.path, "/api/v1/namespaces/prod/endpoints");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().requests.clone()
     }
 
     /// Forgets the recorded requests.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// get(&server, "/api/v1/namespaces/prod/endpoints")?;
+    /// assert_eq!(server.requests().len(), 1);
+    /// server.clear_requests();
+    /// assert!(server.requests().is_empty());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
     }
 
     /// Waits until `done` holds for the recorded requests; returns whether that happened
     /// in time. E.g. `server.wait_for_requests(d, |r| r.iter().filter(|r| r.is_watch()).count() >= 3)`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let watching = server.wait_for_requests(Duration::from_secs(5), |requests| {
+    ///     requests.iter().any(|r| r.is_watch() && r.status == 200)
+    /// });
+    /// assert!(watching);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_for_requests(
         &self,
         timeout: Duration,
@@ -840,11 +1761,47 @@ impl FakeApiServer {
     }
 
     /// How many TCP connections have been accepted so far (to check connection reuse).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// for _ in 0..2 {
+    ///     get(&server, "/api/v1/namespaces/prod/endpoints")?; // `Connection: close` each time
+    /// }
+    /// assert_eq!(server.connections_accepted(), 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connections_accepted(&self) -> u64 {
         self.shared.lock().accepted
     }
 
     /// How many connections are open now.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
+    /// assert!(server.open_connections() >= 1); // the watch's, at least
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open_connections(&self) -> usize {
         self.shared.lock().conns.len()
     }

@@ -43,6 +43,18 @@ impl Pod {
     ///
     /// `ip` takes anything that converts to an [`IpAddr`]: an `IpAddr`, an
     /// `Ipv4Addr`, `[u8; 4]`, `[u16; 8]`...
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Pod;
+    ///
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// assert!(pod.ready && !pod.terminating);
+    /// assert_eq!((pod.node, pod.hostname, pod.zone), (None, None, None));
+    ///
+    /// let v6 = Pod::new("echo-2", "fd00::2".parse::<std::net::IpAddr>()?);
+    /// assert!(v6.ip.is_ipv6());
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
     pub fn new(name: impl Into<String>, ip: impl Into<IpAddr>) -> Pod {
         Pod {
             name: name.into(),
@@ -55,35 +67,86 @@ impl Pod {
         }
     }
 
-    /// Sets readiness.
+    /// Sets readiness. Default: ready.
+    ///
+    /// An Endpoints object lists an unready pod in `notReadyAddresses`; a slice gives it
+    /// `ready: false`. Either way a resolver leaves it out.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoints_object, Pod};
+    ///
+    /// let starting = Pod::new("echo-1", [10, 0, 0, 1]).ready(false);
+    /// let obj = endpoints_object("prod", "echo", &[("grpc", 8080)], &[starting]);
+    /// assert_eq!(obj["subsets"][0]["notReadyAddresses"][0]["ip"], "10.0.0.1");
+    /// assert!(obj["subsets"][0].get("addresses").is_none());
+    /// ```
     #[must_use]
     pub fn ready(mut self, ready: bool) -> Pod {
         self.ready = ready;
         self
     }
 
-    /// Marks the pod as terminating (or not).
+    /// Marks the pod as terminating (or not). Default: not terminating.
+    ///
+    /// See [`terminating`](Pod#structfield.terminating) for how each object shows it.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoint_slice_object, endpoints_object, Pod};
+    ///
+    /// let leaving = Pod::new("echo-1", [10, 0, 0, 1]).terminating(true);
+    /// let pods = [leaving.clone()];
+    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", "IPv4", &[], &pods);
+    /// let conditions = &slice["endpoints"][0]["conditions"];
+    /// assert_eq!((&conditions["ready"], &conditions["serving"]), (&false.into(), &true.into()));
+    /// assert_eq!(conditions["terminating"], true);
+    /// let endpoints = endpoints_object("prod", "echo", &[("grpc", 8080)], &[leaving]);
+    /// assert!(endpoints.get("subsets").is_none()); // left out
+    /// ```
     #[must_use]
     pub fn terminating(mut self, terminating: bool) -> Pod {
         self.terminating = terminating;
         self
     }
 
-    /// Sets the node name.
+    /// Sets the node name (`nodeName`). Default: none.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoints_object, Pod};
+    ///
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).node("node-a");
+    /// let obj = endpoints_object("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// assert_eq!(obj["subsets"][0]["addresses"][0]["nodeName"], "node-a");
+    /// ```
     #[must_use]
     pub fn node(mut self, node: impl Into<String>) -> Pod {
         self.node = Some(node.into());
         self
     }
 
-    /// Sets the hostname.
+    /// Sets the hostname (`hostname`). Default: none.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoints_object, Pod};
+    ///
+    /// let pod = Pod::new("db-0", [10, 0, 0, 1]).hostname("db-0");
+    /// let obj = endpoints_object("prod", "db", &[("pg", 5432)], &[pod]);
+    /// assert_eq!(obj["subsets"][0]["addresses"][0]["hostname"], "db-0");
+    /// ```
     #[must_use]
     pub fn hostname(mut self, hostname: impl Into<String>) -> Pod {
         self.hostname = Some(hostname.into());
         self
     }
 
-    /// Sets the zone.
+    /// Sets the zone (`zone`, in EndpointSlices only). Default: none.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoint_slice_object, Pod};
+    ///
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a");
+    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", "IPv4", &[], &[pod]);
+    /// assert_eq!(slice["endpoints"][0]["zone"], "eu-west-1a");
+    /// ```
     #[must_use]
     pub fn zone(mut self, zone: impl Into<String>) -> Pod {
         self.zone = Some(zone.into());

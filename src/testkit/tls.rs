@@ -12,25 +12,132 @@ use rustls::{RootCertStore, ServerConfig};
 
 /// PEM of the test CA (`tests/certs/ca.pem`) that signed the certificates of
 /// [`TlsIdentity::test_server`], [`TlsIdentity::wrong_san`] and [`TlsIdentity::expired`].
+///
+/// Give it to the client as its CA: [`Config::ca_pem`](crate::Config::ca_pem).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+///
+/// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const TEST_CA_PEM: &str = include_str!("../../tests/certs/ca.pem");
 
 /// PEM of an unrelated CA (`tests/certs/other-ca.pem`) that signed nothing the server
 /// uses: trusting only it must make the handshake fail.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// # use kuberesolver::ErrorKind;
+/// use kuberesolver::testkit::{TlsIdentity, OTHER_CA_PEM};
+///
+/// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()).ca_pem(OTHER_CA_PEM))
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// // The handshake fails: poll the status until it says so.
+/// let error = (0..500)
+///     .find_map(|_| {
+///         std::thread::sleep(Duration::from_millis(10));
+///         resolver.status().last_error
+///     })
+///     .expect("the handshake fails");
+/// assert_eq!(error.kind(), ErrorKind::Transport);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const OTHER_CA_PEM: &str = include_str!("../../tests/certs/other-ca.pem");
 
 /// [`OTHER_CA_PEM`] followed by [`TEST_CA_PEM`] (`tests/certs/bundle.pem`): a client
 /// that trusts every certificate of a bundle accepts the test server with it.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::{TlsIdentity, BUNDLE_PEM};
+///
+/// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// // The test CA comes second in the bundle: it is trusted all the same.
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()).ca_pem(BUNDLE_PEM))
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const BUNDLE_PEM: &str = include_str!("../../tests/certs/bundle.pem");
 
 /// PEM of the CA that signed [`CLIENT_CERT_PEM`] (`tests/certs/client-ca.pem`); pass it to
 /// [`Builder::client_ca`](super::Builder::client_ca) to require client certificates.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::testkit::{TlsIdentity, CLIENT_CA_PEM, TEST_CA_PEM};
+/// use kuberesolver::testkit::{CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+///
+/// let server = FakeApiServer::builder()
+///     .tls(TlsIdentity::test_server())
+///     .client_ca(CLIENT_CA_PEM)
+///     .start()?;
+/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// let config = Config::new(server.url())
+///     .ca_pem(TEST_CA_PEM)
+///     .client_certificate_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(config)
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const CLIENT_CA_PEM: &str = include_str!("../../tests/certs/client-ca.pem");
 
 /// A client certificate signed by [`CLIENT_CA_PEM`] (`tests/certs/client.pem`,
 /// `O=system:masters`, EKU clientAuth).
+///
+/// Give it with [`CLIENT_KEY_PEM`] to
+/// [`Config::client_certificate_pem`](crate::Config::client_certificate_pem), as in the
+/// example of [`CLIENT_CA_PEM`].
+///
+/// ```
+/// use kuberesolver::testkit::{CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+/// use kuberesolver::Config;
+///
+/// assert!(CLIENT_CERT_PEM.starts_with("-----BEGIN CERTIFICATE-----"));
+/// let config = Config::new("https://127.0.0.1:6443")
+///     .client_certificate_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM);
+/// ```
 pub const CLIENT_CERT_PEM: &str = include_str!("../../tests/certs/client.pem");
 
 /// The private key of [`CLIENT_CERT_PEM`] (`tests/certs/client.key`, PKCS#8). Test only.
+///
+/// ```
+/// use kuberesolver::testkit::{TlsIdentity, CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+///
+/// assert!(CLIENT_KEY_PEM.starts_with("-----BEGIN PRIVATE KEY-----"));
+/// // The key matches the certificate.
+/// assert!(TlsIdentity::from_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM).is_ok());
+/// ```
 pub const CLIENT_KEY_PEM: &str = include_str!("../../tests/certs/client.key");
 
 const SERVER_CERT_PEM: &str = include_str!("../../tests/certs/server.pem");
@@ -44,6 +151,17 @@ const EXPIRED_KEY_PEM: &str = include_str!("../../tests/certs/expired.key");
 /// ([`Builder::tls`](super::Builder::tls)).
 ///
 /// `Debug` never prints the key.
+///
+/// ```
+/// use kuberesolver::testkit::{FakeApiServer, TlsIdentity};
+///
+/// let identity = TlsIdentity::test_server();
+/// assert_eq!(identity.certificates().len(), 1);
+/// assert!(!format!("{identity:?}").contains("PRIVATE"));
+/// let server = FakeApiServer::builder().tls(identity).start()?;
+/// assert!(server.url().starts_with("https://"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct TlsIdentity {
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -90,6 +208,16 @@ impl TlsIdentity {
     /// An identity from a PEM certificate chain (leaf first) and a PEM private key
     /// (PKCS#8, PKCS#1 or SEC1).
     ///
+    /// ```
+    /// use kuberesolver::testkit::{TlsIdentity, CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+    ///
+    /// // Any certificate and its key will do; here, the embedded client certificate's.
+    /// let identity = TlsIdentity::from_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM)?;
+    /// assert_eq!(identity.certificates().len(), 1);
+    /// assert!(TlsIdentity::from_pem(CLIENT_CERT_PEM, "not a key").is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when either does not parse or the key does not match the
@@ -105,17 +233,77 @@ impl TlsIdentity {
 
     /// The test server certificate (`tests/certs/server.pem`): signed by
     /// [`TEST_CA_PEM`], valid for `127.0.0.1`, `::1` and `localhost` until 2120.
+    ///
+    /// See the example of [`TEST_CA_PEM`].
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, TlsIdentity};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
+    /// assert!(server.url().starts_with("https://127.0.0.1:"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn test_server() -> TlsIdentity {
         Self::embedded(SERVER_CERT_PEM, SERVER_KEY_PEM)
     }
 
     /// Signed by [`TEST_CA_PEM`] but valid only for `example.com`: connecting to
     /// `127.0.0.1` must fail host-name verification.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # use kuberesolver::ErrorKind;
+    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::wrong_san()).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// // The handshake fails: poll the status until it says so.
+    /// let error = (0..500)
+    ///     .find_map(|_| {
+    ///         std::thread::sleep(Duration::from_millis(10));
+    ///         resolver.status().last_error
+    ///     })
+    ///     .expect("the handshake fails");
+    /// assert_eq!(error.kind(), ErrorKind::Transport);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wrong_san() -> TlsIdentity {
         Self::embedded(WRONG_SAN_CERT_PEM, WRONG_SAN_KEY_PEM)
     }
 
     /// Signed by [`TEST_CA_PEM`], right names, but expired in 2001.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # use kuberesolver::ErrorKind;
+    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    ///
+    /// let server = FakeApiServer::builder().tls(TlsIdentity::expired()).start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// // The handshake fails: poll the status until it says so.
+    /// let error = (0..500)
+    ///     .find_map(|_| {
+    ///         std::thread::sleep(Duration::from_millis(10));
+    ///         resolver.status().last_error
+    ///     })
+    ///     .expect("the handshake fails");
+    /// assert_eq!(error.kind(), ErrorKind::Transport);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn expired() -> TlsIdentity {
         Self::embedded(EXPIRED_CERT_PEM, EXPIRED_KEY_PEM)
     }
@@ -127,6 +315,12 @@ impl TlsIdentity {
     }
 
     /// The certificate chain, leaf first.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::TlsIdentity;
+    ///
+    /// assert_eq!(TlsIdentity::expired().certificates().len(), 1);
+    /// ```
     pub fn certificates(&self) -> &[CertificateDer<'static>] {
         &self.certs
     }
