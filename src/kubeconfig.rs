@@ -197,20 +197,19 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
             "proxy-url is not supported; use `kubectl proxy` instead".into(),
         ));
     }
-    let path = |p: &str| -> PathBuf {
-        match base {
-            Some(dir) if Path::new(p).is_relative() => dir.join(p),
-            _ => PathBuf::from(p),
-        }
-    };
+    let path = |p: &str| relative_to(base, p);
     let mut config = Config::new(server);
-    if let Some(data) = cluster.certificate_authority_data.filter(|d| !d.is_empty()) {
-        config = config.ca_pem(
-            decode_base64(&data)
-                .ok_or_else(|| bad("certificate-authority-data is not base64".into()))?,
-        );
-    } else if let Some(file) = cluster.certificate_authority.filter(|f| !f.is_empty()) {
-        config = config.ca_file(path(&file));
+    let pem = |data: Option<String>, file: Option<String>, field: &str| {
+        pem_field(data, file, base).map_err(|()| bad(format!("{field}-data is not base64")))
+    };
+    match pem(
+        cluster.certificate_authority_data,
+        cluster.certificate_authority,
+        "certificate-authority",
+    )? {
+        Some(PemSource::Pem(bytes)) => config = config.ca_pem(bytes),
+        Some(PemSource::File(file)) => config = config.ca_file(file),
+        None => {}
     }
     if let Some(name) = cluster.tls_server_name.filter(|n| !n.is_empty()) {
         config = config.tls_server_name(name);
@@ -236,30 +235,12 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
             "user {user_name:?} uses basic auth or an auth-provider, which are not supported; use a token, a client certificate or an exec plugin"
         )));
     }
-    let cert = match (
-        user.client_certificate_data.filter(|d| !d.is_empty()),
-        user.client_certificate.filter(|f| !f.is_empty()),
-    ) {
-        (Some(data), _) => {
-            Some(PemSource::Pem(decode_base64(&data).ok_or_else(|| {
-                bad("client-certificate-data is not base64".into())
-            })?))
-        }
-        (None, Some(file)) => Some(PemSource::File(path(&file))),
-        (None, None) => None,
-    };
-    let key = match (
-        user.client_key_data.filter(|d| !d.is_empty()),
-        user.client_key.filter(|f| !f.is_empty()),
-    ) {
-        (Some(data), _) => {
-            Some(PemSource::Pem(decode_base64(&data).ok_or_else(|| {
-                bad("client-key-data is not base64".into())
-            })?))
-        }
-        (None, Some(file)) => Some(PemSource::File(path(&file))),
-        (None, None) => None,
-    };
+    let cert = pem(
+        user.client_certificate_data,
+        user.client_certificate,
+        "client-certificate",
+    )?;
+    let key = pem(user.client_key_data, user.client_key, "client-key")?;
     match (cert, key) {
         (Some(cert), Some(key)) => config = config.client_identity(cert, key),
         (None, None) => {}
@@ -274,6 +255,31 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
         config = config.token_file(path(&file));
     }
     Ok(config)
+}
+
+/// A `*-data` field (base64 PEM, which wins) or its file form (relative to the kubeconfig's
+/// folder). `Err(())` when the data is not base64.
+fn pem_field(
+    data: Option<String>,
+    file: Option<String>,
+    base: Option<&Path>,
+) -> Result<Option<PemSource>, ()> {
+    if let Some(data) = data.filter(|d| !d.is_empty()) {
+        return decode_base64(&data)
+            .map(|pem| Some(PemSource::Pem(pem)))
+            .ok_or(());
+    }
+    Ok(file
+        .filter(|f| !f.is_empty())
+        .map(|f| PemSource::File(relative_to(base, &f))))
+}
+
+/// `file` as written, or relative to the kubeconfig's folder.
+fn relative_to(base: Option<&Path>, file: &str) -> PathBuf {
+    match base {
+        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        _ => PathBuf::from(file),
+    }
 }
 
 /// Standard base64 with padding, whitespace ignored (kubeconfig `*-data` fields).

@@ -15,6 +15,18 @@ fn example(name: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Service `echo` in `prod` is this one pod, in one EndpointSlice.
+fn only_pod(server: &kuberesolver::testkit::FakeApiServer, pod: Pod) {
+    server.set_endpoint_slice(
+        "prod",
+        "echo-a",
+        "echo",
+        "IPv4",
+        &[("grpc", Some(8080))],
+        &[pod],
+    );
+}
+
 #[test]
 fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
     let Some(watch) = example("watch") else {
@@ -24,15 +36,11 @@ fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
         return;
     };
     let server = cluster();
-    server.set_endpoint_slice(
-        "prod",
-        "echo-a",
-        "echo",
-        "IPv4",
-        &[("grpc", Some(8080))],
-        &[Pod::new("echo-7d9f-abcde", [10, 0, 0, 1])
+    only_pod(
+        &server,
+        Pod::new("echo-7d9f-abcde", [10, 0, 0, 1])
             .node("node-a")
-            .zone("zone-1")],
+            .zone("zone-1"),
     );
     let child = Command::new(&watch)
         .args([
@@ -47,15 +55,11 @@ fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
         .spawn()
         .expect("watch runs");
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    server.set_endpoint_slice(
-        "prod",
-        "echo-a",
-        "echo",
-        "IPv4",
-        &[("grpc", Some(8080))],
-        &[Pod::new("echo-7d9f-fghij", [10, 0, 0, 2])
+    only_pod(
+        &server,
+        Pod::new("echo-7d9f-fghij", [10, 0, 0, 2])
             .node("node-b")
-            .zone("zone-2")],
+            .zone("zone-2"),
     );
     let output = child.wait_with_output().expect("watch ends by itself");
     let stdout = String::from_utf8_lossy(&output.stdout);
