@@ -68,7 +68,9 @@ impl Backoff {
         match retry_after {
             Some(wait) => {
                 let spread = self.rng.below(Duration::from_secs(1).min(p.cap));
-                jittered.max(wait.min(p.cap) + spread).min(p.cap)
+                jittered
+                    .max(wait.min(p.cap).saturating_add(spread))
+                    .min(p.cap)
             }
             None => jittered,
         }

@@ -210,7 +210,8 @@ impl Shared {
 
     /// The first snapshot, or why there is none after `timeout`.
     pub(crate) fn wait_ready(&self, timeout: Duration) -> Result<Snapshot, Error> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to add to the clock means "no deadline".
+        let deadline = Instant::now().checked_add(timeout);
         let mut status = lock(&self.status);
         loop {
             if status.resolved {
@@ -222,16 +223,20 @@ impl Shared {
                     .with_cause(status.last_error.clone()));
             }
             let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
-                    ErrorKind::NotReady,
-                    format!("no endpoints resolved within {timeout:?}"),
-                )
-                .with_cause(status.last_error.clone()));
-            }
+            let left = match deadline {
+                Some(deadline) if now >= deadline => {
+                    return Err(Error::new(
+                        ErrorKind::NotReady,
+                        format!("no endpoints resolved within {timeout:?}"),
+                    )
+                    .with_cause(status.last_error.clone()));
+                }
+                Some(deadline) => deadline - now,
+                None => Duration::from_secs(3600),
+            };
             status = self
                 .changed
-                .wait_timeout(status, deadline - now)
+                .wait_timeout(status, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

@@ -411,6 +411,14 @@ impl fmt::Debug for Builder {
     }
 }
 
+/// The longest duration any option takes: a year. Longer values (up to `Duration::MAX`) are
+/// clamped, so that adding one to a clock can never overflow.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn sane(d: Duration) -> Duration {
+    d.min(LONGEST)
+}
+
 /// How long dropping a resolver waits for its thread before leaving it to finish alone.
 const JOIN_PATIENCE: Duration = Duration::from_millis(800);
 
@@ -497,7 +505,7 @@ impl Builder {
     ///     .connect_timeout(Duration::from_secs(2));
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
-        self.timeouts.connect = timeout;
+        self.timeouts.connect = sane(timeout);
         self
     }
 
@@ -515,7 +523,7 @@ impl Builder {
     ///     .response_timeout(Duration::from_secs(10));
     /// ```
     pub fn response_timeout(mut self, timeout: Duration) -> Builder {
-        self.timeouts.response = timeout;
+        self.timeouts.response = sane(timeout);
         self
     }
 
@@ -535,7 +543,7 @@ impl Builder {
     ///     .read_timeout(Duration::from_secs(90));
     /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Builder {
-        self.timeouts.read = timeout;
+        self.timeouts.read = sane(timeout);
         self.read_timeout_set = true;
         self
     }
@@ -556,7 +564,7 @@ impl Builder {
     ///     .watch_timeout(Duration::from_secs(60));
     /// ```
     pub fn watch_timeout(mut self, timeout: Duration) -> Builder {
-        self.watch_timeout = timeout.max(Duration::from_secs(1));
+        self.watch_timeout = sane(timeout).max(Duration::from_secs(1));
         if !self.read_timeout_set {
             self.timeouts.read = self.watch_timeout + Duration::from_secs(30);
         }
@@ -583,6 +591,7 @@ impl Builder {
     ///     .backoff(initial, floor, cap);
     /// ```
     pub fn backoff(mut self, initial: Duration, floor: Duration, cap: Duration) -> Builder {
+        let (initial, floor, cap) = (sane(initial), sane(floor), sane(cap));
         let cap = cap.max(floor);
         self.backoff = BackoffPolicy {
             initial: initial.max(floor).min(cap),
@@ -685,6 +694,22 @@ mod tests {
     use super::*;
 
     fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn huge_durations_are_clamped_not_overflowed() {
+        let builder = Resolver::builder("kubernetes:///a:1")
+            .connect_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .watch_timeout(Duration::MAX)
+            .backoff(Duration::MAX, Duration::MAX, Duration::MAX);
+        assert_eq!(builder.timeouts.connect, LONGEST);
+        assert_eq!(builder.timeouts.read, LONGEST + Duration::from_secs(30));
+        assert_eq!(builder.backoff.cap, LONGEST);
+        let mut backoff = crate::backoff::Backoff::new(builder.backoff, 1);
+        for _ in 0..40 {
+            assert!(backoff.next_delay(Some(Duration::MAX)) <= LONGEST);
+        }
+    }
 
     #[test]
     fn the_public_handles_can_be_shared_across_threads() {
