@@ -245,7 +245,7 @@ fn check(
     };
     let mut text = format!("{verb} {resource} {namespace}/{service}: HTTP {status}");
     if let Some(reason) = &reason {
-        text.push_str(&format!(" {reason}"));
+        text.push_str(&format!(" {}", printable(reason.as_bytes())));
     }
     if !message.is_empty() {
         text.push_str(&format!(": {}", printable(message.as_bytes())));

@@ -220,7 +220,7 @@ pub(crate) fn decode_event(line: &[u8], resource: Resource) -> Result<WatchEvent
 /// The general path: the event with its object as raw JSON, then the object.
 fn decode_event_general(line: &[u8], resource: Resource) -> Result<WatchEvent, Error> {
     let raw: RawEvent<'_> = serde_json::from_slice(line)
-        .map_err(|e| Error::decode(format!("malformed watch event: {e}")))?;
+        .map_err(|e| Error::decode(format!("malformed watch event: {}", brief(&e))))?;
     finish(
         &raw.kind,
         raw.object.map(RawValue::get).unwrap_or("null"),
@@ -305,7 +305,7 @@ fn finish(kind: &str, object: &str, resource: Resource) -> Result<WatchEvent, Er
         }
         "BOOKMARK" => {
             let bookmark: Option<BookmarkObject<'_>> = serde_json::from_str(object)
-                .map_err(|e| Error::decode(format!("malformed bookmark: {e}")))?;
+                .map_err(|e| Error::decode(format!("malformed bookmark: {}", brief(&e))))?;
             let resource_version = bookmark
                 .and_then(|b| b.metadata)
                 .and_then(|m| m.resource_version)
@@ -355,7 +355,8 @@ fn finish_object(
 
 /// Decode one object (an event's or a list item) into its metadata and groups.
 fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, Normalized), Error> {
-    let bad = |e: serde_json::Error| Error::decode(format!("malformed {resource} object: {e}"));
+    let bad =
+        |e: serde_json::Error| Error::decode(format!("malformed {resource} object: {}", brief(&e)));
     match resource {
         Resource::Endpoints => {
             let object: Option<Endpoints<'_>> = serde_json::from_str(json).map_err(bad)?;
@@ -374,6 +375,12 @@ fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, No
     }
 }
 
+/// A serde error for a message: it may quote a whole (hostile, huge) string from the input,
+/// so it is escaped and capped like any server text.
+fn brief(e: &serde_json::Error) -> String {
+    crate::client::printable(e.to_string().as_bytes())
+}
+
 /// A decoded list response: its resourceVersion and each item by name.
 #[derive(Debug)]
 pub(crate) struct Listed {
@@ -384,7 +391,7 @@ pub(crate) struct Listed {
 /// Decode a list response body.
 pub(crate) fn decode_list(body: &[u8], resource: Resource) -> Result<Listed, Error> {
     let list: List<'_, &RawValue> = serde_json::from_slice(body)
-        .map_err(|e| Error::decode(format!("malformed {resource} list: {e}")))?;
+        .map_err(|e| Error::decode(format!("malformed {resource} list: {}", brief(&e))))?;
     let resource_version = list
         .metadata
         .and_then(|m| m.resource_version)

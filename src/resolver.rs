@@ -21,9 +21,10 @@ use crate::{Config, Error, Picker, Source, Status, Target};
 /// A `Resolver` owns one watcher thread that lists and then watches the Service's endpoints.
 /// Reading (`addresses`, `snapshot`, `picker().pick()`) never waits for the network. Dropping
 /// the resolver stops the thread, interrupting a blocked read, and joins it, in well under a
-/// second. (The one thing nothing can interrupt is a TCP connect to a server that drops
-/// packets: then the drop returns after 0.8 s and the thread ends by itself within the
-/// [connect timeout](Builder::connect_timeout).)
+/// second. (Two things cannot be interrupted: a TCP connect to a server that drops packets,
+/// and a kubeconfig exec credential plugin that is running. Then the drop returns after 0.8 s
+/// and the thread ends by itself, within the [connect timeout](Builder::connect_timeout) or
+/// the plugin's 30 s limit.)
 ///
 /// ```no_run
 /// use std::time::Duration;

@@ -86,6 +86,8 @@ impl Watcher {
 
     /// Run until the resolver is dropped.
     pub(crate) fn run(mut self) {
+        // Whatever ends this thread, even a panic, ends the subscriptions and wakes wait_ready.
+        let _stop = StopOnExit(self.shared.clone());
         let mut machine = Machine::new(Backoff::new(self.settings.backoff, self.rng.next_u64()));
         let mut command = machine.step(Outcome::Start);
         let mut lists = 0u64;
@@ -118,8 +120,6 @@ impl Watcher {
                 debug!("{}: retrying in {delay:.1?}", self.settings.label);
             }
         }
-        self.shared.update_status(|s| s.watching = false);
-        self.shared.stop();
         debug!("{}: watcher stopped", self.settings.label);
     }
 
@@ -263,7 +263,18 @@ impl Watcher {
             st.counters.watches += 1;
             st.watching = true;
         });
-        let outcome = self.stream(&mut stream.body, &mut resource_version, started);
+        // A watch that lasted as long as it asked for was healthy, even if nothing happened.
+        let healthy_after = MIN_HEALTHY_WATCH.min(
+            Duration::from_secs(timeout)
+                .saturating_sub(Duration::from_secs(1))
+                .max(Duration::from_millis(500)),
+        );
+        let outcome = self.stream(
+            &mut stream.body,
+            &mut resource_version,
+            started,
+            healthy_after,
+        );
         self.shared.update_status(|st| st.watching = false);
         outcome
     }
@@ -274,6 +285,7 @@ impl Watcher {
         body: &mut impl Read,
         resource_version: &mut String,
         started: Instant,
+        healthy_after: Duration,
     ) -> Outcome {
         let mut splitter = LineSplitter::new(self.settings.max_line);
         let mut buf = vec![0u8; 64 * 1024];
@@ -296,7 +308,7 @@ impl Watcher {
                     debug!("{}: watch ended; watching again", self.settings.label);
                     return Outcome::WatchEnded {
                         resource_version: resource_version.clone(),
-                        healthy: progressed || started.elapsed() >= MIN_HEALTHY_WATCH,
+                        healthy: progressed || started.elapsed() >= healthy_after,
                     };
                 }
                 Ok(n) => n,
@@ -422,5 +434,15 @@ impl Watcher {
             }
             s.last_sync = Some(SystemTime::now());
         });
+    }
+}
+
+/// Marks the resolver stopped when the watcher thread ends, however it ends.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.update_status(|s| s.watching = false);
+        self.0.stop();
     }
 }

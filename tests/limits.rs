@@ -1,5 +1,6 @@
-//! Size caps against a hostile server: an endless event line and an endless error body cannot
-//! grow memory past the caps. A tiny hand-written HTTP server plays the hostile part.
+//! Against hand-written servers that do what the testkit will not: an endless event line and
+//! an endless error body cannot grow memory past the caps, and a watch that stays silent (no
+//! bookmark) until its timeoutSeconds is renewed at once, not backed off.
 
 mod support;
 
@@ -29,7 +30,7 @@ fn request_line(stream: &TcpStream) -> Option<String> {
 /// A server whose lists are fine and whose watches (or errors) never end: `endless` writes
 /// the hostile answer until the client goes away. Counts the bytes it managed to send.
 fn hostile(
-    endless: fn(&mut TcpStream) -> std::io::Result<()>,
+    endless: fn(&mut TcpStream, &str) -> std::io::Result<()>,
 ) -> (String, Arc<AtomicU64>, Arc<AtomicBool>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -49,11 +50,14 @@ fn hostile(
             std::thread::spawn(move || {
                 while let Some(line) = request_line(&stream) {
                     if line.contains("watch=1") || line.contains("hostile") {
-                        let before = std::time::Instant::now();
-                        let _ = endless(&mut stream);
-                        let _ = before;
+                        let finished = endless(&mut stream, &line);
                         sent.fetch_add(1, Ordering::Relaxed);
-                        return;
+                        // A body that ended cleanly leaves the connection open for the next
+                        // request, as a real server does; a broken one ends it.
+                        if finished.is_err() {
+                            return;
+                        }
+                        continue;
                     }
                     let head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -75,7 +79,7 @@ fn hostile(
 }
 
 /// A watch whose first event line never ends: 1 MiB chunks of `a`, up to 64 MiB.
-fn endless_line(stream: &mut TcpStream) -> std::io::Result<()> {
+fn endless_line(stream: &mut TcpStream, _request: &str) -> std::io::Result<()> {
     stream.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
     )?;
@@ -89,7 +93,7 @@ fn endless_line(stream: &mut TcpStream) -> std::io::Result<()> {
 }
 
 /// An error answer whose body never ends.
-fn endless_error(stream: &mut TcpStream) -> std::io::Result<()> {
+fn endless_error(stream: &mut TcpStream, _request: &str) -> std::io::Result<()> {
     stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")?;
     let chunk = vec![b'e'; 1 << 20];
     for _ in 0..64 {
@@ -163,5 +167,44 @@ fn an_endless_error_body_is_read_only_up_to_its_cap() {
         error.to_string().len()
     );
     eventually("retried", || answered.load(Ordering::Relaxed) >= 2);
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// A watch that sends nothing, not even a bookmark, and ends cleanly at its timeoutSeconds.
+fn silent_until_timeout(stream: &mut TcpStream, request: &str) -> std::io::Result<()> {
+    let seconds: u64 = request
+        .split(['?', '&', ' '])
+        .find_map(|p| p.strip_prefix("timeoutSeconds="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    stream.write_all(b"0\r\n\r\n")
+}
+
+#[test]
+fn a_quiet_watch_without_bookmarks_that_ends_on_time_is_renewed_at_once() {
+    let (url, watches, stop) = hostile(silent_until_timeout);
+    // Default backoff: if a quiet, on-time clean end counted as a failure, the third watch
+    // would come only after backoffs of 0.5-1 s and then 0.5-2 s.
+    let r = kuberesolver::Resolver::builder("kubernetes:///echo.prod:grpc")
+        .config(Config::new(url))
+        .source(Source::Endpoints)
+        .watch_timeout(Duration::from_secs(1))
+        .spawn()
+        .expect("spawn");
+    r.wait_ready(PATIENCE).expect("ready");
+    let started = std::time::Instant::now();
+    eventually("four watches ended", || {
+        watches.load(Ordering::Relaxed) >= 4
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(5200),
+        "four 1 s watches took {took:?}"
+    );
+    assert_eq!(r.status().counters.errors, 0);
     stop.store(true, Ordering::Relaxed);
 }

@@ -599,3 +599,38 @@ fn status_counts_lists_watches_events_and_reconnects() {
     assert!(status.last_sync.is_some() && status.version == r.snapshot().version());
     assert_eq!(status.source, Some(kuberesolver::Source::Endpoints));
 }
+
+#[test]
+fn a_quiet_watch_that_ends_on_time_is_renewed_at_once_even_with_a_short_timeout() {
+    // No bookmarks and no changes: each watch carries nothing and ends at timeoutSeconds.
+    let server = cluster();
+    scale(&server, 1);
+    let r = kuberesolver::Resolver::builder("kubernetes:///echo.prod:grpc")
+        .config(kuberesolver::Config::new(server.url()))
+        .source(kuberesolver::Source::Endpoints)
+        .watch_timeout(Duration::from_secs(2))
+        .spawn()
+        .expect("spawn");
+    converges_to(&r, &addrs(8080, [1]));
+    eventually("three watches", || {
+        server.requests().iter().filter(|q| q.is_watch()).count() >= 3
+    });
+    let watches: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|q| q.is_watch())
+        .collect();
+    for pair in watches.windows(2) {
+        let asked: u64 = pair[0]
+            .param("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .expect("timeoutSeconds");
+        let ended = pair[0].at + Duration::from_secs(asked);
+        let gap = pair[1].at.saturating_duration_since(ended);
+        assert!(
+            gap < Duration::from_millis(400),
+            "re-watched {gap:?} after a clean end"
+        );
+    }
+    assert_eq!(r.status().counters.errors, 0);
+}
