@@ -84,6 +84,15 @@ fn drop_promptly(state: &str, resolver: Resolver, tag: &str) {
     );
 }
 
+/// A resolver on Service `service` in `prod` with one ready pod, resolved and watching.
+fn watching_one_pod(server: &FakeApiServer, service: &str) -> Resolver {
+    server.set_endpoints("prod", service, &[("grpc", 8080)], &pods(1));
+    let r = resolver(server, &format!("kubernetes:///{service}.prod:grpc"));
+    converges_to(&r, &addrs(8080, [1]));
+    assert!(server.wait_for_watches(1, PATIENCE), "a watch opens");
+    r
+}
+
 /// A builder on `url` with the default timeouts and the default backoff policy.
 fn plain_builder(url: &str, target: &str) -> kuberesolver::Builder {
     Resolver::builder(target)
@@ -179,10 +188,7 @@ fn dropping_while_the_list_hangs_returns_within_a_second_and_leaves_no_thread() 
 fn dropping_while_watching_a_quiet_stream_returns_within_a_second_and_leaves_no_thread() {
     let _process = shared_process();
     let server = cluster();
-    server.set_endpoints("prod", "lb-watching", &[("grpc", 8080)], &pods(1));
-    let r = resolver(&server, "kubernetes:///lb-watching.prod:grpc");
-    converges_to(&r, &addrs(8080, [1]));
-    assert!(server.wait_for_watches(1, PATIENCE), "a watch opens");
+    let r = watching_one_pod(&server, "lb-watching");
     eventually("the status says watching", || r.status().watching);
     drop_promptly("watching", r, "lb");
     eventually("the server sees the watch closed", || {
@@ -194,10 +200,7 @@ fn dropping_while_watching_a_quiet_stream_returns_within_a_second_and_leaves_no_
 fn dropping_during_a_stalled_read_returns_within_a_second_and_leaves_no_thread() {
     let _process = shared_process();
     let server = cluster();
-    server.set_endpoints("prod", "lc-stalled", &[("grpc", 8080)], &pods(1));
-    let r = resolver(&server, "kubernetes:///lc-stalled.prod:grpc");
-    converges_to(&r, &addrs(8080, [1]));
-    assert!(server.wait_for_watches(1, PATIENCE), "a watch opens");
+    let r = watching_one_pod(&server, "lc-stalled");
     assert_eq!(server.inject(Fault::Stall), 1);
     // The stalled stream holds back this change: the read is blocked.
     server.set_endpoints("prod", "lc-stalled", &[("grpc", 8080)], &pods(2));

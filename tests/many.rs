@@ -49,6 +49,18 @@ fn target(i: usize) -> String {
     format!("kubernetes:///svc-{i}.many:grpc")
 }
 
+/// Each resolver `i` has its Service's one pod, and every resolver has its watch open.
+fn all_converge_and_watch(server: &FakeApiServer, resolvers: &[Resolver]) {
+    for (i, r) in resolvers.iter().enumerate() {
+        converges_to(r, &service_addrs(i, 1));
+    }
+    assert!(
+        server.wait_for_watches(SERVICES, PATIENCE),
+        "one watch each: {} open",
+        server.open_watches()
+    );
+}
+
 #[test]
 fn a_hundred_resolvers_on_a_hundred_services_each_resolve_and_follow_their_own() {
     let server = cluster();
@@ -58,14 +70,7 @@ fn a_hundred_resolvers_on_a_hundred_services_each_resolve_and_follow_their_own()
     let resolvers: Vec<Resolver> = (0..SERVICES)
         .map(|i| builder(&server, &target(i)).spawn().expect("spawn"))
         .collect();
-    for (i, r) in resolvers.iter().enumerate() {
-        converges_to(r, &service_addrs(i, 1));
-    }
-    assert!(
-        server.wait_for_watches(SERVICES, PATIENCE),
-        "one watch each: {} open",
-        server.open_watches()
-    );
+    all_converge_and_watch(&server, &resolvers);
     // Every Service changes at once; each resolver sees its own change only.
     for i in 0..SERVICES {
         publish(&server, i, 2);
@@ -124,14 +129,7 @@ fn after_a_server_restart_all_reconnect_spread_out_and_converge_to_the_new_truth
                 .expect("spawn")
         })
         .collect();
-    for (i, r) in resolvers.iter().enumerate() {
-        converges_to(r, &service_addrs(i, 1));
-    }
-    assert!(
-        server.wait_for_watches(SERVICES, PATIENCE),
-        "one watch each: {} open",
-        server.open_watches()
-    );
+    all_converge_and_watch(&server, &resolvers);
 
     // The restart: every watch is cut at the same moment; a tenth of the Services change
     // while the server is away.
