@@ -320,7 +320,15 @@ pub enum Fault {
     /// Close the TCP connection abruptly, without the terminating chunk.
     Reset,
     /// Send the first half of an event line (as a complete chunk), then close abruptly.
+    /// The line is a bookmark's, sent at once: nothing the client lacks is in flight.
     CutMidEvent,
+    /// Wait for the next object event this watch streams (a change, not a bookmark), send
+    /// the first half of its line (as a complete chunk), then close abruptly: the change is
+    /// in flight when the connection breaks, and the client never sees all of it.
+    CutNextEvent,
+    /// Like [`CutNextEvent`](Fault::CutNextEvent), but end the body cleanly after the half
+    /// line (terminating zero-size chunk), as a proxy that gives up politely would.
+    EndMidNextEvent,
     /// Send nothing more (no events, no bookmarks, no timeout) while keeping the
     /// connection open until shutdown. Faults injected later still apply.
     Stall,
@@ -513,6 +521,15 @@ pub struct RequestRecord {
     pub authorization: bool,
     /// Which connection carried it (requests on a kept-alive connection share the id).
     pub connection: u64,
+    /// The injected [`Failure`] that answered it instead ([`FakeApiServer::fail_next`]).
+    pub failure: Option<Failure>,
+    /// The [`Fault`]s this watch carried out on the wire, in order: a fault counts here
+    /// once it took effect (an injected one that the watch ended before has not).
+    pub faults: Vec<Fault>,
+    /// A watch from a resourceVersion older than the last
+    /// [`compact`](FakeApiServer::compact): answered with the 410 `Expired` ERROR event in
+    /// a 200 stream.
+    pub expired: bool,
     token: Option<String>,
 }
 
@@ -646,6 +663,9 @@ impl fmt::Debug for RequestRecord {
             .field("status", &self.status)
             .field("authorization", &self.authorization)
             .field("connection", &self.connection)
+            .field("failure", &self.failure)
+            .field("faults", &self.faults)
+            .field("expired", &self.expired)
             .field("at", &self.at)
             .finish_non_exhaustive()
     }

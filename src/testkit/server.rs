@@ -95,13 +95,18 @@ impl Shared {
         }
     }
 
-    fn set_status(&self, record: u64, status: u16) {
+    /// Changes the log entry of request `record`.
+    pub fn update_record(&self, record: u64, f: impl FnOnce(&mut RequestRecord)) {
         let mut st = self.lock();
         if let Some(r) = st.requests.iter_mut().rev().find(|r| r.id == record) {
-            r.status = status;
+            f(r);
         }
         drop(st);
         self.changed();
+    }
+
+    pub fn set_status(&self, record: u64, status: u16) {
+        self.update_record(record, |r| r.status = status);
     }
 
     /// Whether the connection was closed by the server (shutdown, stop_listening).
@@ -335,6 +340,9 @@ fn record_request(
         status: 0,
         authorization: req.is_some_and(|r| r.header("authorization").is_some()),
         connection: conn,
+        failure: None,
+        faults: Vec::new(),
+        expired: false,
         token: token.map(str::to_owned),
     });
     drop(st);
@@ -468,6 +476,8 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
 
     if let Some(failure) = failure {
         log::debug!(target: TARGET, "injected failure {failure:?}");
+        let injected = failure.clone();
+        shared.update_record(record, |r| r.failure = Some(injected));
         return match failure_answer(&failure) {
             Some(answer) => shared.send(conn, record, answer, close),
             None => {
@@ -613,9 +623,7 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
                 headers,
                 close,
             };
-            watch::serve(shared, conn, conn_id, filter, params, |code| {
-                shared.set_status(record, code)
-            })
+            watch::serve(shared, conn, conn_id, record, filter, params)
         }
     }
 }

@@ -384,6 +384,12 @@ fn expired_after_compact_is_an_error_event_in_a_200_stream() {
         c.event()["object"]["metadata"]["resourceVersion"],
         rv.as_str()
     );
+    let expired: Vec<bool> = server.requests().iter().map(|r| r.expired).collect();
+    assert_eq!(
+        expired,
+        [true, false],
+        "the log tells the two watches apart"
+    );
 }
 
 #[test]
@@ -431,15 +437,23 @@ fn timeout_ends_with_the_zero_chunk() {
     let rv = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods());
     let mut c = Client::new(&server);
     c.watch(&format!(
-        "{EP}?fieldSelector=metadata.name%3Decho&watch=1&resourceVersion={rv}&timeoutSeconds=1&allowWatchBookmarks=true"
+        "{EP}?fieldSelector=metadata.name%3Decho&watch=1&resourceVersion={rv}&timeoutSeconds=3&allowWatchBookmarks=true"
     ));
-    let (ev, took) = timed(|| c.event());
-    // The pre-timeout bookmark (half-way for a 1 s watch).
+    // The pre-timeout bookmark (half-way for a 3 s watch), then the end at 3 s. Lower
+    // bounds only: load delays, it never hastens.
+    let (ev, to_bookmark) = timed(|| c.event());
     assert_eq!(ev["type"], "BOOKMARK");
-    assert!(took < Duration::from_millis(900), "{took:?}");
-    let (end, took) = timed(|| c.chunk().expect("clean end"));
+    let (end, to_end) = timed(|| c.chunk().expect("clean end"));
     assert_eq!(end, None);
-    assert!(took < Duration::from_millis(900), "{took:?}");
+    assert!(
+        to_end >= Duration::from_millis(750),
+        "the bookmark came well before the end: {to_bookmark:?}, then {to_end:?}"
+    );
+    assert!(
+        to_bookmark + to_end >= Duration::from_millis(2900),
+        "ended at timeoutSeconds, not before: {:?}",
+        to_bookmark + to_end
+    );
     // Keep-alive after a clean end.
     let (status, _) = c.get_json(EP);
     assert_eq!(status, 200);
@@ -514,7 +528,7 @@ fn coalesce_mode_puts_several_events_in_one_chunk() {
         c.event()
     });
     assert_eq!(ev["object"]["subsets"][0]["ports"][0]["port"], 9);
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[test]
@@ -637,6 +651,27 @@ fn failures_instead_of_answers() {
     let (status, body) = c.get_json(EP);
     assert_eq!((status, &body["reason"]), (410, &json!("Expired")));
     assert_eq!(c.get_json(EP).0, 200);
+    let injected: Vec<Option<Failure>> = server
+        .requests()
+        .iter()
+        .map(|r| r.failure.clone())
+        .collect();
+    assert_eq!(
+        injected,
+        [
+            Some(Failure::TooManyRequests {
+                retry_after_secs: 3
+            }),
+            Some(Failure::Unavailable),
+            Some(Failure::InternalError),
+            Some(Failure::status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old"
+            )),
+            None,
+        ]
+    );
 
     // Per verb: only the watch fails.
     server.fail_next_for(Verb::Watch, 1, Failure::InternalError);
@@ -657,7 +692,7 @@ fn failures_instead_of_answers() {
     std::thread::sleep(Duration::from_millis(50));
     let ((), took) = timed(|| server.shutdown());
     assert!(c.rest().is_empty());
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
 #[test]
@@ -696,6 +731,29 @@ fn faults_on_open_watches() {
     assert!(!half.ends_with(b"\n") && half.starts_with(b"{\"type\":"));
     assert!(serde_json::from_slice::<Value>(&half).is_err());
     assert!(c.chunk().is_err());
+    let faults = |server: &FakeApiServer| server.requests().last().map(|r| r.faults.clone());
+    assert_eq!(faults(&server), Some(vec![Fault::CutMidEvent]));
+
+    // CutNextEvent: nothing until the next change, then half of that event, then EOF.
+    let mut c = open(&server);
+    server.inject(Fault::CutNextEvent);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(faults(&server), Some(vec![]), "armed, not yet carried out");
+    server.set_endpoints("prod", "echo", &[("grpc", 8083)], &pods());
+    let half = c.chunk().expect("chunk").expect("data");
+    assert!(half.starts_with(b"{\"type\":\"MODIFIED\"") && !half.ends_with(b"\n"));
+    assert!(serde_json::from_slice::<Value>(&half).is_err());
+    assert!(c.chunk().is_err());
+    assert_eq!(faults(&server), Some(vec![Fault::CutNextEvent]));
+
+    // EndMidNextEvent: half of the next event, then the zero chunk.
+    let mut c = open(&server);
+    server.inject(Fault::EndMidNextEvent);
+    server.set_endpoints("prod", "echo", &[("grpc", 8084)], &pods());
+    let half = c.chunk().expect("chunk").expect("data");
+    assert!(half.starts_with(b"{\"type\":\"MODIFIED\"") && !half.ends_with(b"\n"));
+    assert_eq!(c.chunk().expect("chunk"), None);
+    assert_eq!(faults(&server), Some(vec![Fault::EndMidNextEvent]));
 
     // Expired: the 410 ERROR event, then a clean end.
     let mut c = open(&server);
@@ -727,8 +785,10 @@ fn faults_on_open_watches() {
     let stalled = std::thread::spawn(move || c.rest());
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(server.open_watches(), 1);
+    // Prompt: the stalled watch does not hold the shutdown (a loose bound; the accept loop
+    // alone would give up only after 2 s).
     let ((), took) = timed(|| server.shutdown());
-    assert!(took < Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
     let rest = stalled.join().expect("reader");
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     assert_eq!(server.open_watches(), 0);
@@ -811,7 +871,7 @@ fn stop_and_resume_listening_keeps_state() {
     c.watch(&format!("{EP}?watch=1&resourceVersion={rv}"));
     assert!(server.wait_for_watches(1, Duration::from_secs(1)));
     let ((), took) = timed(|| server.stop_listening());
-    assert!(took < Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(c.chunk().is_err());
     assert_eq!(server.open_watches(), 0);
     assert!(TcpStream::connect(server.addr()).is_err());
@@ -907,7 +967,7 @@ fn shutdown_is_prompt_with_everything_open() {
     let _half_open = TcpStream::connect(server.addr()).expect("connect"); // no handshake
     assert!(server.wait_for_watches(1, Duration::from_secs(1)));
     let ((), took) = timed(|| drop(server));
-    assert!(took < Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(watch.chunk().is_err());
 }
 
@@ -918,7 +978,11 @@ fn ipv6_and_connection_close_on_watches() {
         .max_watch_timeout(Duration::from_millis(100))
         .start()
     else {
-        return; // no IPv6 loopback here
+        // Under CI a missing prerequisite fails the test; locally it is skipped, loudly.
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "no IPv6 loopback address (::1), and CI is set");
+        eprintln!("skipped: no IPv6 loopback address (::1)");
+        return;
     };
     assert!(
         server.url().starts_with("http://[::1]:"),

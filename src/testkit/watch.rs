@@ -43,14 +43,14 @@ enum Start {
     },
 }
 
-/// Serves a watch on `conn`; `set_status` records the HTTP status answered.
+/// Serves a watch on `conn`; what happens goes into the log entry `record`.
 pub(crate) fn serve(
     shared: &Shared,
     conn: &mut Conn,
     conn_id: u64,
+    record: u64,
     filter: Filter,
     params: WatchParams,
-    set_status: impl Fn(u16),
 ) -> Flow {
     let started = Instant::now();
     let cap = shared.config.max_watch_timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -96,7 +96,7 @@ pub(crate) fn serve(
     };
     match start {
         Start::TooLarge(rv, current) => {
-            set_status(504);
+            shared.set_status(record, 504);
             let details = json!({
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                 "retryAfterSeconds": 1,
@@ -117,7 +117,10 @@ pub(crate) fn serve(
             }
         }
         Start::Expired(line) => {
-            set_status(200);
+            shared.update_record(record, |r| {
+                r.status = 200;
+                r.expired = true;
+            });
             let res = write_stream_head(conn, &params.headers, params.close)
                 .and_then(|()| write_chunk(conn, &line))
                 .and_then(|()| write_last_chunk(conn));
@@ -131,8 +134,7 @@ pub(crate) fn serve(
             initial,
             cursor,
         } => {
-            set_status(200);
-            shared.changed();
+            shared.set_status(record, 200);
             let bookmarks = params.bookmarks;
             let deadline = started + timeout;
             let mut w = Watch {
@@ -140,6 +142,7 @@ pub(crate) fn serve(
                 conn,
                 id,
                 conn_id,
+                record,
                 filter,
                 cursor,
                 deadline,
@@ -148,6 +151,7 @@ pub(crate) fn serve(
                 buf: Vec::new(),
                 buf_since: None,
                 stalled: false,
+                cut_next: None,
                 after_stream,
             };
             let flow = w.run(&params.headers, initial);
@@ -173,6 +177,8 @@ struct Watch<'a> {
     conn: &'a mut Conn,
     id: u64,
     conn_id: u64,
+    /// This watch's entry in the request log.
+    record: u64,
     filter: Filter,
     /// Every log event up to this resourceVersion has been handled.
     cursor: u64,
@@ -183,6 +189,8 @@ struct Watch<'a> {
     buf: Vec<u8>,
     buf_since: Option<Instant>,
     stalled: bool,
+    /// [`Fault::CutNextEvent`] or [`Fault::EndMidNextEvent`] waits for the next event.
+    cut_next: Option<Fault>,
     after_stream: Flow,
 }
 
@@ -197,10 +205,13 @@ impl Watch<'_> {
         loop {
             let step = self.next_step();
             let result = match step {
-                Step::Lines(lines, mode) => lines
-                    .iter()
-                    .try_for_each(|l| self.emit(l, mode))
-                    .map(|()| None),
+                Step::Lines(lines, mode) => match self.cut_next.take() {
+                    Some(cut) => self.cut(cut, &lines[0]).map(Some),
+                    None => lines
+                        .iter()
+                        .try_for_each(|l| self.emit(l, mode))
+                        .map(|()| None),
+                },
                 Step::Bookmark(line, mode) => self.emit(&line, mode).map(|()| None),
                 Step::Flush => self.flush_buf().map(|()| None),
                 Step::Timeout => self.end_cleanly().map(Some),
@@ -319,36 +330,60 @@ impl Watch<'_> {
         Ok(self.after_stream)
     }
 
+    /// The log says this fault took effect.
+    fn took_effect(&self, fault: &Fault) {
+        let fault = fault.clone();
+        self.shared
+            .update_record(self.record, |r| r.faults.push(fault));
+    }
+
+    /// Sends the first half of `line`, then breaks off as `cut` says.
+    fn cut(&mut self, cut: Fault, line: &[u8]) -> io::Result<Flow> {
+        self.flush_buf()?;
+        write_chunk(self.conn, &line[..line.len() / 2])?;
+        self.took_effect(&cut);
+        if cut == Fault::EndMidNextEvent {
+            write_last_chunk(self.conn)?;
+            Ok(self.after_stream)
+        } else {
+            Ok(Flow::Abort)
+        }
+    }
+
     fn fault(&mut self, fault: Fault, mode: ChunkMode) -> io::Result<Option<Flow>> {
         log::debug!(target: "kuberesolver::testkit", "watch {}: fault {fault:?}", self.id);
-        match fault {
+        let flow = match &fault {
             Fault::EndCleanly => self.end_cleanly().map(Some),
-            Fault::Reset => {
-                self.flush_buf()?;
-                Ok(Some(Flow::Abort))
-            }
+            Fault::Reset => self.flush_buf().map(|()| Some(Flow::Abort)),
             Fault::CutMidEvent => {
-                self.flush_buf()?;
                 let line = bookmark_line(self.filter.resource, self.cursor);
-                write_chunk(self.conn, &line[..line.len() / 2])?;
-                Ok(Some(Flow::Abort))
+                self.flush_buf()
+                    .and_then(|()| write_chunk(self.conn, &line[..line.len() / 2]))
+                    .map(|()| Some(Flow::Abort))
+            }
+            Fault::CutNextEvent | Fault::EndMidNextEvent => {
+                self.cut_next = Some(fault);
+                return Ok(None);
             }
             Fault::Stall => {
-                self.flush_buf()?;
                 self.stalled = true;
-                Ok(None)
+                self.flush_buf().map(|()| None)
             }
             Fault::Garbage(text) => {
-                let mut line = text.into_bytes();
+                let mut line = text.clone().into_bytes();
                 line.push(b'\n');
                 self.emit(&line, mode).map(|()| None)
             }
             Fault::Expired => {
-                self.flush_buf()?;
                 let current = self.shared.lock().rv.max(self.cursor + 1);
-                write_chunk(self.conn, &expired_line(self.cursor, current))?;
-                self.end_cleanly().map(Some)
+                let line = expired_line(self.cursor, current);
+                self.flush_buf()
+                    .and_then(|()| write_chunk(self.conn, &line))
+                    .and_then(|()| self.end_cleanly())
+                    .map(Some)
             }
-        }
+        }?;
+        self.took_effect(&fault);
+        Ok(flow)
     }
 }
