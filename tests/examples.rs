@@ -1,4 +1,6 @@
-//! The example programs run for real: `watch` against the fake API server.
+//! The example programs run for real: `watch` against the fake API server, `demo` and
+//! `connector` end to end. `cargo test` builds the examples before it runs this file; a run
+//! that did not (`cargo test --test examples`) skips locally and fails under CI.
 
 mod support;
 
@@ -30,9 +32,7 @@ fn only_pod(server: &kuberesolver::testkit::FakeApiServer, pod: Pod) {
 #[test]
 fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
     let Some(watch) = example("watch") else {
-        eprintln!(
-            "skipped: the watch example is not built (run `cargo test`, which builds examples)"
-        );
+        missing_prerequisite("the watch example binary (`cargo test` builds it)");
         return;
     };
     let server = cluster();
@@ -83,9 +83,9 @@ fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
 /// Run an example to completion; it exits non-zero when a request failed.
 fn runs_with_zero_failures(name: &str) {
     let Some(path) = example(name) else {
-        eprintln!(
-            "skipped: the {name} example is not built (run `cargo test`, which builds examples)"
-        );
+        missing_prerequisite(&format!(
+            "the {name} example binary (`cargo test` builds it)"
+        ));
         return;
     };
     let output = Command::new(&path).output().expect("the example runs");

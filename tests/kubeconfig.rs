@@ -294,7 +294,7 @@ fn a_yaml_kubeconfig_is_read_through_kubectl() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: kubectl not on PATH");
+        missing_prerequisite("kubectl on PATH");
         return;
     }
     let server = tls_cluster(TlsIdentity::test_server(), Some("yaml-token"));

@@ -1,7 +1,8 @@
 //! A real third-party proxy in the path: `kubectl proxy` between the resolver and the fake API
 //! server (TLS with the test CA, a bearer token the proxy adds). The proxy re-chunks the
 //! watch stream, answers for a missing upstream itself, and is what `Config::new
-//! ("http://127.0.0.1:8001")` is for. Skipped when `kubectl` is not on PATH.
+//! ("http://127.0.0.1:8001")` is for. Without `kubectl` on PATH these tests fail under CI
+//! (`.ci/run` installs it) and are skipped locally with a line on stderr.
 
 mod support;
 
@@ -186,7 +187,7 @@ fn requested_after(
 fn endpoints_changes_and_watch_faults_go_through_kubectl_proxy() {
     let server = tls_cluster();
     let Some(proxy) = KubectlProxy::start(&server, "endpoints") else {
-        println!("skipped: kubectl not on PATH");
+        missing_prerequisite("kubectl on PATH");
         return;
     };
     server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
@@ -279,7 +280,7 @@ fn endpoints_changes_and_watch_faults_go_through_kubectl_proxy() {
 fn endpoint_slices_merge_and_follow_changes_through_kubectl_proxy() {
     let server = tls_cluster();
     let Some(proxy) = KubectlProxy::start(&server, "slices") else {
-        println!("skipped: kubectl not on PATH");
+        missing_prerequisite("kubectl on PATH");
         return;
     };
     let slice = |name: &str, pods: &[Pod]| {

@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{ChunkMode, Failure, FakeApiServer, Fault, Pod, Resource};
-use kuberesolver::ErrorKind;
+use kuberesolver::{ErrorKind, Snapshot};
 use support::*;
 
 #[test]
@@ -208,43 +208,66 @@ fn the_first_list_uses_the_field_selector_and_the_watch_starts_at_the_lists_vers
     assert_eq!(requests[1].param("watch"), Some("1"));
 }
 
+/// The log after `seen`: the resumed watch got the 410 ERROR event, and a list followed.
+fn expired_then_relisted(server: &FakeApiServer, seen: usize) -> bool {
+    let log = server.requests();
+    let after = &log[seen.min(log.len())..];
+    let expired = after.iter().position(|q| q.is_watch() && q.expired);
+    expired.is_some_and(|i| after[i..].iter().any(|q| q.is_list() && q.status == 200))
+}
+
 #[test]
 fn relists_after_410_and_drops_endpoints_deleted_meanwhile() {
     let server = cluster();
     scale(&server, 3);
     let r = resolver(&server, "kubernetes:///echo.prod:grpc");
     converges_to(&r, &addrs(8080, 1..=3));
-    // While the client is away, pods go and the history is compacted past its version.
+    // While the client is away, the Endpoints object is deleted and the history compacted
+    // past its version. Only a relist that replaces the state (not one merged into it)
+    // drops the object: no event will ever say it is gone.
     server.stop_listening();
     eventually("the watch is gone", || server.open_watches() == 0);
-    scale(&server, 1);
+    server.delete(Resource::Endpoints, "prod", "echo");
     server.compact();
-    server.clear_requests();
+    let seen = server.requests().len();
     server.resume_listening().expect("resume");
-    converges_to(&r, &addrs(8080, [1]));
-    let requests = server.requests();
+    converges_to(&r, &[]);
     assert!(
-        requests.iter().any(|q| q.is_list()),
-        "relisted: {requests:?}"
+        expired_then_relisted(&server, seen),
+        "a 410 on resume, then a relist: {:#?}",
+        &server.requests()[seen..]
     );
     assert!(r.status().counters.relists >= 1);
 }
 
 #[test]
-fn a_410_error_event_on_an_open_watch_leads_to_a_relist() {
+fn a_410_error_event_on_an_open_watch_leads_to_a_relist_that_drops_what_was_deleted() {
     let server = cluster();
     scale(&server, 2);
     let r = resolver(&server, "kubernetes:///echo.prod:grpc");
     converges_to(&r, &addrs(8080, [1, 2]));
-    server.wait_for_watches(1, PATIENCE);
-    server.clear_requests();
-    server.inject(Fault::Expired);
-    eventually("it relists", || {
-        server.requests().iter().any(|q| q.is_list())
-    });
+    assert!(server.wait_for_watches(1, PATIENCE));
+    // The watch goes quiet, so the deletion never reaches it as an event; then the 410.
+    assert_eq!(server.inject(Fault::Stall), 1);
+    server.delete(Resource::Endpoints, "prod", "echo");
+    server.compact();
+    let seen = server.requests().len();
+    assert_eq!(server.inject(Fault::Expired), 1);
+    converges_to(&r, &[]);
+    let log = server.requests();
+    assert_eq!(log[seen - 1].faults, [Fault::Stall, Fault::Expired]);
+    assert!(
+        log[seen..].iter().any(|q| q.is_list() && q.status == 200),
+        "relisted: {:#?}",
+        &log[seen..]
+    );
     scale(&server, 4);
     converges_to(&r, &addrs(8080, 1..=4));
-    assert_eq!(r.snapshot().len(), 4);
+}
+
+/// Every snapshot `updates` delivers, read as they come, until the resolver is dropped.
+fn record(updates: kuberesolver::Updates) -> std::thread::JoinHandle<Vec<Snapshot>> {
+    std::thread::spawn(move || updates.iter().collect())
 }
 
 #[test]
@@ -252,56 +275,120 @@ fn a_garbage_line_is_survived_by_relisting_and_never_publishes() {
     let server = cluster();
     scale(&server, 2);
     let r = resolver(&server, "kubernetes:///echo.prod:grpc");
+    let offered = record(r.updates());
     let before = converges_to(&r, &addrs(8080, [1, 2]));
-    server.wait_for_watches(1, PATIENCE);
-    server.inject(Fault::Garbage("{not json".into()));
-    eventually("the error shows in status", || {
-        r.status().last_error.is_some()
+    assert!(server.wait_for_watches(1, PATIENCE));
+    let seen = server.requests().len();
+    assert_eq!(server.inject(Fault::Garbage("{not json".into())), 1);
+    // Past the error, the backoff and the relist, until a new watch streams.
+    eventually("it relisted and watches again", || {
+        let log = server.requests();
+        let after = &log[seen..];
+        after
+            .iter()
+            .position(|q| q.is_list() && q.status == 200)
+            .is_some_and(|i| after[i..].iter().any(|q| q.is_watch() && q.status == 200))
     });
-    assert_eq!(
-        r.snapshot().version(),
-        before.version(),
-        "no publish on error"
-    );
-    scale(&server, 3);
-    converges_to(&r, &addrs(8080, 1..=3));
     let status = r.status();
     assert_eq!(
         status.last_error.as_ref().map(|e| e.kind()),
         Some(ErrorKind::Decode),
         "{status:#?}"
     );
-    assert!(status.counters.relists >= 1);
+    assert!(status.counters.relists >= 1, "{status:#?}");
+    assert_eq!(
+        r.snapshot().version(),
+        before.version(),
+        "neither the error nor the relist of the same endpoints published"
+    );
+    scale(&server, 3);
+    converges_to(&r, &addrs(8080, 1..=3));
+    drop(r);
+    let offered: Vec<(u64, usize)> = offered
+        .join()
+        .expect("reader")
+        .iter()
+        .map(|s| (s.version(), s.len()))
+        .collect();
+    assert_eq!(
+        offered,
+        [(before.version(), 2), (before.version() + 1, 3)],
+        "every snapshot ever offered"
+    );
 }
 
 #[test]
-fn resets_and_cuts_mid_event_are_survived_without_losing_changes() {
-    for fault in [Fault::Reset, Fault::CutMidEvent] {
+fn resets_and_cuts_mid_event_resume_from_the_last_resource_version_without_relisting() {
+    // Reset and CutMidEvent break the stream between events; CutNextEvent and
+    // EndMidNextEvent break it inside the next change (abruptly, or with a clean end of the
+    // body after half a line), so that change is in flight and must come again.
+    for fault in [
+        Fault::Reset,
+        Fault::CutMidEvent,
+        Fault::CutNextEvent,
+        Fault::EndMidNextEvent,
+    ] {
         let server = cluster();
         scale(&server, 1);
         let r = resolver(&server, "kubernetes:///echo.prod:grpc");
         converges_to(&r, &addrs(8080, [1]));
-        server.wait_for_watches(1, PATIENCE);
-        server.inject(fault.clone());
+        let last_seen = scale(&server, 2);
+        converges_to(&r, &addrs(8080, [1, 2]));
+        assert!(server.wait_for_watches(1, PATIENCE));
+        let seen = server.requests().len();
+        assert_eq!(server.inject(fault.clone()), 1);
         scale(&server, 3);
         converges_to(&r, &addrs(8080, 1..=3));
+        let log = server.requests();
+        assert_eq!(
+            log[seen - 1].faults,
+            std::slice::from_ref(&fault),
+            "{fault:?} took effect"
+        );
+        let after = &log[seen..];
+        assert!(
+            after.first().is_some_and(|q| q.is_watch()),
+            "{fault:?}: watched again: {after:#?}"
+        );
+        assert_eq!(
+            after[0].param("resourceVersion"),
+            Some(last_seen.as_str()),
+            "{fault:?}: resumed from the last resourceVersion it had"
+        );
+        assert!(
+            !after.iter().any(|q| q.is_list()),
+            "{fault:?}: no relist: {after:#?}"
+        );
         let status = r.status();
         assert!(status.counters.reconnects >= 1, "{fault:?}: {status:#?}");
-        assert_eq!(r.snapshot().len(), 3);
+        assert_eq!(status.counters.relists, 0, "{fault:?}: {status:#?}");
+        if fault == Fault::EndMidNextEvent {
+            // A clean end of the body is no clean end of the watch when a line is unfinished.
+            let error = status.last_error.expect("the cut shows");
+            assert!(error.to_string().contains("middle of an event"), "{error}");
+        }
     }
 }
 
 #[test]
 fn a_stalled_watch_is_detected_by_the_read_timeout_and_replaced() {
+    // No bookmarks: a healthy watch is silent until it ends at its timeoutSeconds (1 s),
+    // well within the 3 s read timeout. A stalled one is silent for ever.
     let server = cluster();
     scale(&server, 1);
     let r = builder(&server, "kubernetes:///echo.prod:grpc")
-        .read_timeout(Duration::from_millis(300))
+        .watch_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(3))
         .spawn()
         .expect("spawn");
     converges_to(&r, &addrs(8080, [1]));
-    server.wait_for_watches(1, PATIENCE);
-    server.inject(Fault::Stall);
+    eventually("three quiet watches ended on time", || {
+        r.status().counters.watches >= 4
+    });
+    let status = r.status();
+    assert_eq!(status.counters.errors, 0, "quiet is not dead: {status:#?}");
+    assert!(server.wait_for_watches(1, PATIENCE));
+    assert_eq!(server.inject(Fault::Stall), 1);
     scale(&server, 2);
     converges_to(&r, &addrs(8080, [1, 2]));
     let error = r.status().last_error.expect("the stall was reported");
@@ -345,8 +432,7 @@ fn forbidden_makes_wait_ready_fail_with_the_verb_and_the_rbac_rule() {
     scale(&server, 1);
     server.forbid(Resource::Endpoints, true);
     let r = resolver(&server, "kubernetes:///echo.prod:grpc");
-    let err = r.wait_ready(Duration::from_millis(800)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotReady);
+    let err = not_ready(&r);
     let cause = err.cause().expect("the last failure is the cause");
     assert_eq!(cause.status(), Some(403));
     let text = err.to_string();
@@ -393,17 +479,38 @@ fn too_many_requests_with_a_plain_text_body_is_retried_after_retry_after() {
 }
 
 #[test]
-fn server_errors_keep_the_last_good_snapshot_and_are_retried() {
+fn server_errors_keep_the_last_good_snapshot_and_are_retried_after_a_backoff() {
     let server = cluster();
     scale(&server, 2);
-    let r = resolver(&server, "kubernetes:///echo.prod:grpc");
+    // Every retry waits at least 200 ms; a Retry-After of 1 s is honoured (it is below the
+    // 2 s cap), and without it the second retry would wait at most 500 ms.
+    let floor = Duration::from_millis(200);
+    let r = builder(&server, "kubernetes:///echo.prod:grpc")
+        .backoff(Duration::from_millis(250), floor, Duration::from_secs(2))
+        .spawn()
+        .expect("spawn");
     let good = converges_to(&r, &addrs(8080, [1, 2]));
-    server.wait_for_watches(1, PATIENCE);
+    assert!(server.wait_for_watches(1, PATIENCE));
+    let seen = server.requests().len();
+    server.fail_next(1, Failure::Unavailable);
     server.fail_next(3, Failure::InternalError);
-    server.inject(Fault::Reset);
-    eventually("three failures were answered", || {
-        server.requests().iter().filter(|q| q.status == 500).count() == 3
+    assert_eq!(server.inject(Fault::Reset), 1);
+    eventually("a 503, three 500s, then a watch", || {
+        server.requests().len() >= seen + 5
     });
+    let log = server.requests();
+    let after = &log[seen..seen + 5];
+    let statuses: Vec<u16> = after.iter().map(|q| q.status).collect();
+    assert_eq!(statuses, [503, 500, 500, 500, 200], "{after:#?}");
+    let gaps: Vec<Duration> = after.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(950),
+        "Retry-After: 1 after the 503 was honoured: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().all(|gap| *gap >= floor),
+        "no retry before the backoff floor: {gaps:?}"
+    );
     assert_eq!(
         r.snapshot().version(),
         good.version(),
@@ -419,8 +526,12 @@ fn the_server_being_down_at_spawn_is_not_a_spawn_error() {
     let server = cluster();
     server.stop_listening();
     let r = resolver(&server, "kubernetes:///echo.prod:grpc");
-    let err = r.wait_ready(Duration::from_millis(500)).unwrap_err();
-    assert_eq!(err.cause().map(|c| c.kind()), Some(ErrorKind::Transport));
+    let err = not_ready(&r);
+    assert_eq!(
+        err.cause().map(|c| c.kind()),
+        Some(ErrorKind::Transport),
+        "{err}"
+    );
     scale(&server, 1);
     server.resume_listening().expect("resume");
     converges_to(&r, &addrs(8080, [1]));
@@ -487,21 +598,17 @@ fn a_subscriber_that_never_reads_holds_at_most_one_snapshot() {
     scale(&server, 1);
     let r = resolver(&server, "kubernetes:///echo.prod:grpc");
     let lazy = r.updates();
-    let reader = r.updates();
     converges_to(&r, &addrs(8080, [1]));
     for n in 2..=30 {
         scale(&server, n);
     }
-    converges_to(&r, &addrs(8080, 1..=30));
-    assert!(lazy.len() <= 1);
+    let last = converges_to(&r, &addrs(8080, 1..=30));
+    assert!(last.version() > 2, "several snapshots were published");
+    assert_eq!(lazy.len(), 1, "one pending, not {}", lazy.len());
     let latest = lazy.try_recv().expect("the newest snapshot is pending");
+    assert_eq!(latest.version(), last.version());
     assert_eq!(latest.len(), 30);
     assert!(lazy.try_recv().is_err());
-    let mut last_version = 0;
-    while let Ok(snapshot) = reader.try_recv() {
-        assert!(snapshot.version() > last_version);
-        last_version = snapshot.version();
-    }
     drop(r);
     assert!(
         lazy.recv().is_err(),
@@ -566,7 +673,7 @@ fn an_omitted_port_with_several_ports_is_an_error_naming_them() {
         &pods(1),
     );
     let r = resolver(&server, "kubernetes:///echo.prod");
-    let err = r.wait_ready(Duration::from_millis(500)).unwrap_err();
+    let err = not_ready(&r);
     let text = err.to_string();
     assert_eq!(err.cause().map(|c| c.kind()), Some(ErrorKind::Port));
     assert!(
@@ -603,12 +710,18 @@ fn status_counts_lists_watches_events_and_reconnects() {
 #[test]
 fn a_quiet_watch_that_ends_on_time_is_renewed_at_once_even_with_a_short_timeout() {
     // No bookmarks and no changes: each watch carries nothing and ends at timeoutSeconds.
+    // Any backoff would wait at least 20 s, so a renewal within seconds was not backed off.
     let server = cluster();
     scale(&server, 1);
     let r = kuberesolver::Resolver::builder("kubernetes:///echo.prod:grpc")
         .config(kuberesolver::Config::new(server.url()))
         .source(kuberesolver::Source::Endpoints)
         .watch_timeout(Duration::from_secs(2))
+        .backoff(
+            Duration::from_secs(30),
+            Duration::from_secs(20),
+            Duration::from_secs(30),
+        )
         .spawn()
         .expect("spawn");
     converges_to(&r, &addrs(8080, [1]));
@@ -628,8 +741,8 @@ fn a_quiet_watch_that_ends_on_time_is_renewed_at_once_even_with_a_short_timeout(
         let ended = pair[0].at + Duration::from_secs(asked);
         let gap = pair[1].at.saturating_duration_since(ended);
         assert!(
-            gap < Duration::from_millis(400),
-            "re-watched {gap:?} after a clean end"
+            gap < Duration::from_secs(5),
+            "re-watched {gap:?} after a clean end: backed off"
         );
     }
     assert_eq!(r.status().counters.errors, 0);

@@ -78,7 +78,7 @@ fn an_ipv6_server_in_brackets_verifies_against_its_ip_san() {
         .token(Some("tls-test-token".into()))
         .start()
     else {
-        eprintln!("skipped: no IPv6 loopback on this machine");
+        missing_prerequisite("an IPv6 loopback address (::1)");
         return;
     };
     scale(&server, 1);

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{FakeApiServer, Pod};
-use kuberesolver::{Builder, Config, Resolver, Snapshot, Source};
+use kuberesolver::{Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
 
 /// How long any wait may take before the test fails: generous, so slow CI never flakes.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -83,6 +83,23 @@ pub fn converges_to(resolver: &Resolver, expected: &[SocketAddr]) -> Snapshot {
     }
 }
 
+/// Whether this run is CI's (env `CI` set, and not `false` or `0`), where a missing
+/// prerequisite fails a test instead of skipping it.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A test cannot run here because `what` is missing: under CI that fails the test (a test
+/// that passes without running proves nothing); locally it says so on stderr, and the caller
+/// returns.
+pub fn missing_prerequisite(what: &str) {
+    assert!(
+        !under_ci(),
+        "{what}: this test needs it, and CI is set (`.ci/run` installs what it can)"
+    );
+    eprintln!("skipped: {what} (under CI this fails)");
+}
+
 /// Wait until `condition` holds, or fail with `what`.
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -90,4 +107,19 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Wait until `resolver` reports a failure in `status()`, then return the error `wait_ready`
+/// gives: not ready, with that failure as its cause. (Waiting for the failure, rather than
+/// for a short deadline, keeps a slow machine from failing the test.)
+pub fn not_ready(resolver: &Resolver) -> Error {
+    eventually("a failure shows in status()", || {
+        resolver.status().last_error.is_some()
+    });
+    let err = resolver
+        .wait_ready(Duration::ZERO)
+        .expect_err("nothing resolved");
+    assert_eq!(err.kind(), ErrorKind::NotReady, "{err}");
+    assert!(err.cause().is_some(), "the failure is the cause: {err}");
+    err
 }
