@@ -1,19 +1,25 @@
 //! Against hand-written servers that do what the testkit will not: an endless event line and
-//! an endless error body cannot grow memory past the caps, and a watch that stays silent (no
-//! bookmark) until its timeoutSeconds is renewed at once, not backed off.
+//! an endless error body are read up to their caps and no further (the server sends them in
+//! stages and watches when the client hangs up), and a watch that stays silent (no bookmark)
+//! until its timeoutSeconds is renewed at once, not backed off.
 
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use kuberesolver::{Config, ErrorKind, Source};
+use kuberesolver::{Config, ErrorKind, Resolver, Source};
 use support::*;
 
 const LIST: &str = r#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"echo","resourceVersion":"7"},"subsets":[{"addresses":[{"ip":"10.0.0.1"}],"ports":[{"name":"grpc","port":8080}]}]}]}"#;
+
+const MIB: u64 = 1 << 20;
+
+/// The tests that measure this process's memory run one at a time.
+static MEMORY: Mutex<()> = Mutex::new(());
 
 /// Reads one request head; returns its request line.
 fn request_line(stream: &TcpStream) -> Option<String> {
@@ -27,81 +33,227 @@ fn request_line(stream: &TcpStream) -> Option<String> {
     Some(first)
 }
 
-/// A server whose lists are fine and whose watches (or errors) never end: `endless` writes
-/// the hostile answer until the client goes away. Counts the bytes it managed to send.
-fn hostile(
-    endless: fn(&mut TcpStream, &str) -> std::io::Result<()>,
-) -> (String, Arc<AtomicU64>, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let sent = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sent2, stop2) = (sent.clone(), stop.clone());
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            let Ok((mut stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            let _ = stream.set_nonblocking(false);
-            let sent = sent2.clone();
-            let stop = stop2.clone();
-            std::thread::spawn(move || {
-                while let Some(line) = request_line(&stream) {
-                    if line.contains("watch=1") || line.contains("hostile") {
-                        let finished = endless(&mut stream, &line);
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        // A body that ended cleanly leaves the connection open for the next
-                        // request, as a real server does; a broken one ends it.
-                        if finished.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                        LIST.len()
-                    );
-                    if stream
-                        .write_all(head.as_bytes())
-                        .and_then(|_| stream.write_all(LIST.as_bytes()))
-                        .is_err()
-                        || stop.load(Ordering::Relaxed)
-                    {
-                        return;
-                    }
-                }
-            });
+/// Counts the bytes written through it.
+struct Counting<'a> {
+    stream: &'a mut TcpStream,
+    written: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.stream.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// How far a client took a [`staged`] answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HungUp {
+    /// Before it had `early` bytes: it stopped short of its cap.
+    Early,
+    /// Once it had `late` bytes, and before any more came: it stopped at its cap.
+    AtTheCap,
+    /// Not even then: it read on past the cap.
+    Never,
+    /// Not a staged answer (it ended on its own).
+    NotAsked,
+}
+
+/// One hostile answer: the bytes written, and when the client hung up.
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    written: u64,
+    hung_up: HungUp,
+}
+
+/// How a hostile server answers a watch (or any request for the Service `hostile`).
+type Endless = fn(&mut Counting<'_>, &str) -> std::io::Result<HungUp>;
+
+/// A server whose lists are fine and whose watches (or errors) are hostile: `endless` writes
+/// its answer until it is done or the client goes away, and each hostile answer is recorded.
+struct Hostile {
+    url: String,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hostile {
+    fn start(endless: Endless) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answers2, stop2) = (answers.clone(), stop.clone());
+        listener.set_nonblocking(true).expect("nonblocking");
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (answers, stop) = (answers2.clone(), stop2.clone());
+                std::thread::spawn(move || serve(stream, endless, &answers, &stop));
+            }
+        });
+        Hostile { url, answers, stop }
+    }
+
+    /// Every hostile answer that is over, in order.
+    fn answers(&self) -> Vec<Answer> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(mut stream: TcpStream, endless: Endless, answers: &Mutex<Vec<Answer>>, stop: &AtomicBool) {
+    let _ = stream.set_nonblocking(false);
+    // A client that neither reads nor closes ends the answer too.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    while let Some(line) = request_line(&stream) {
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
-    });
-    (url, sent, stop)
+        if line.contains("watch=1") || line.contains("hostile") {
+            let mut out = Counting {
+                stream: &mut stream,
+                written: 0,
+            };
+            let outcome = endless(&mut out, &line);
+            let answer = Answer {
+                written: out.written,
+                hung_up: *outcome.as_ref().unwrap_or(&HungUp::NotAsked),
+            };
+            answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(answer);
+            // A body that ended cleanly leaves the connection open for the next request,
+            // as a real server does; any other ends it.
+            match outcome {
+                Ok(HungUp::NotAsked) => continue,
+                _ => {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            LIST.len()
+        );
+        let sent = stream
+            .write_all(head.as_bytes())
+            .and_then(|_| stream.write_all(LIST.as_bytes()));
+        if sent.is_err() {
+            return;
+        }
+    }
 }
 
-/// A watch whose first event line never ends: 1 MiB chunks of `a`, up to 64 MiB.
-fn endless_line(stream: &mut TcpStream, _request: &str) -> std::io::Result<()> {
-    stream.write_all(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
-    )?;
-    let chunk = vec![b'a'; 1 << 20];
-    for _ in 0..64 {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-        stream.write_all(&chunk)?;
-        stream.write_all(b"\r\n")?;
+/// Whether the client closes the connection within `wait` (it sends nothing meanwhile).
+fn hangs_up_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    use std::io::{ErrorKind as Io, Read};
+    if stream.set_read_timeout(Some(wait)).is_err() {
+        return true;
     }
-    Ok(())
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), Io::WouldBlock | Io::TimedOut | Io::Interrupted),
+    }
 }
 
-/// An error answer whose body never ends.
-fn endless_error(stream: &mut TcpStream, _request: &str) -> std::io::Result<()> {
-    stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")?;
-    let chunk = vec![b'e'; 1 << 20];
-    for _ in 0..64 {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-        stream.write_all(&chunk)?;
-        stream.write_all(b"\r\n")?;
+/// Writes `bytes` of `byte` as chunks of at most 64 KiB.
+fn chunks(out: &mut Counting<'_>, byte: u8, bytes: u64) -> std::io::Result<()> {
+    let chunk = vec![byte; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let piece = &chunk[..left.min(chunk.len() as u64) as usize];
+        out.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+        out.write_all(piece)?;
+        out.write_all(b"\r\n")?;
+        left -= piece.len() as u64;
     }
-    Ok(())
+    out.flush()
+}
+
+/// A chunked body of `byte`s that never ends, served in stages that measure what the client
+/// reads: `early` bytes, after which a client with a cap above them must still be reading;
+/// then up to `late` bytes, after which a client with a cap below them must hang up; then,
+/// for a client that does not, 64 MiB more.
+fn staged(
+    out: &mut Counting<'_>,
+    head: &str,
+    byte: u8,
+    early: u64,
+    late: u64,
+) -> std::io::Result<HungUp> {
+    out.write_all(head.as_bytes())?;
+    chunks(out, byte, early)?;
+    // A client still reading blocks for more; one that stopped short hangs up at once. (A
+    // slow client hanging up late would be missed, never wrongly blamed.)
+    if hangs_up_within(out.stream, Duration::from_millis(500)) {
+        return Ok(HungUp::Early);
+    }
+    chunks(out, byte, late - early)?;
+    // Well within the test's patience, so that a client that reads on is named as such.
+    if hangs_up_within(out.stream, Duration::from_secs(5)) {
+        return Ok(HungUp::AtTheCap);
+    }
+    // Whatever happens now, it read on; the count shows how far.
+    let _ = chunks(out, byte, 64 * MIB);
+    Ok(HungUp::Never)
+}
+
+const CHUNKED_200: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/// A watch whose first event line never ends, staged around the default cap (16 MiB).
+fn endless_line(out: &mut Counting<'_>, _request: &str) -> std::io::Result<HungUp> {
+    staged(
+        out,
+        CHUNKED_200,
+        b'a',
+        LINE_CAP - 64 * 1024,
+        LINE_CAP + 64 * 1024,
+    )
+}
+
+/// The same around a cap of 1 MiB.
+fn endless_line_1_mib(out: &mut Counting<'_>, _request: &str) -> std::io::Result<HungUp> {
+    staged(out, CHUNKED_200, b'a', MIB - 64 * 1024, MIB + 64 * 1024)
+}
+
+/// The default event line cap.
+const LINE_CAP: u64 = 16 * MIB;
+
+/// The error body cap.
+const ERROR_BODY_CAP: u64 = 64 * 1024;
+
+/// A 500 whose body never ends, staged around the error body cap (64 KiB).
+fn endless_error(out: &mut Counting<'_>, _request: &str) -> std::io::Result<HungUp> {
+    let head = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+    staged(
+        out,
+        head,
+        b'e',
+        ERROR_BODY_CAP - 1024,
+        ERROR_BODY_CAP + 1024,
+    )
 }
 
 /// Resident memory of this process in KiB (Linux), for a loose bound.
@@ -111,100 +263,128 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[test]
-fn an_endless_event_line_is_dropped_at_the_cap_and_the_last_good_snapshot_stays() {
-    let (url, watches, stop) = hostile(endless_line);
-    let before = rss_kib();
-    let r = with_fast_retries(kuberesolver::Resolver::builder(
-        "kubernetes:///echo.prod:grpc",
-    ))
-    .config(Config::new(url))
-    .source(Source::Endpoints)
-    .max_event_size(1 << 20)
+/// A resolver of `{service}.prod:grpc` on `hostile`; `max_event_size` when given.
+fn resolver_on(hostile: &Hostile, service: &str, max_event_size: Option<usize>) -> Resolver {
+    let builder = with_fast_retries(Resolver::builder(format!(
+        "kubernetes:///{service}.prod:grpc"
+    )))
+    .config(Config::new(&hostile.url))
+    .source(Source::Endpoints);
+    match max_event_size {
+        Some(bytes) => builder.max_event_size(bytes),
+        None => builder,
+    }
     .spawn()
-    .expect("spawn");
+    .expect("spawn")
+}
+
+/// Every answer was read up to the cap and no further.
+fn stopped_at_the_cap(answers: &[Answer]) {
+    let taken: Vec<u64> = answers.iter().map(|a| a.written).collect();
+    println!("bytes sent per answer before the client hung up: {taken:?}");
+    assert!(
+        answers.iter().all(|a| a.hung_up == HungUp::AtTheCap),
+        "the client must read up to its cap and hang up there: {answers:?}"
+    );
+}
+
+/// The watch's endless line is dropped at `cap` (read up to it, and no further), the state
+/// relisted, nothing published, memory bounded.
+fn endless_line_is_dropped_at(cap: u64, endless: Endless, max_event_size: Option<usize>) {
+    let _memory = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let hostile = Hostile::start(endless);
+    let before = rss_kib();
+    let r = resolver_on(&hostile, "echo", max_event_size);
     let first = r.wait_ready(PATIENCE).expect("the list resolves");
-    eventually("the over-long line is reported", || {
-        r.status()
-            .last_error
-            .is_some_and(|e| e.kind() == ErrorKind::Decode && e.to_string().contains("longer than"))
-    });
+    eventually("a watch was answered", || !hostile.answers().is_empty());
+    stopped_at_the_cap(&hostile.answers());
     eventually("it relisted and watched again", || {
-        watches.load(Ordering::Relaxed) >= 2
+        hostile.answers().len() >= 2
     });
+    stopped_at_the_cap(&hostile.answers());
+    let error = r
+        .status()
+        .last_error
+        .expect("the over-long line is reported");
+    assert_eq!(error.kind(), ErrorKind::Decode, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("longer than {cap} bytes")),
+        "{error}"
+    );
     assert_eq!(r.snapshot().version(), first.version(), "nothing published");
     assert_eq!(&r.addresses()[..], addrs(8080, [1]));
+    assert!(r.status().counters.relists >= 1);
     if let (Some(before), Some(after)) = (before, rss_kib()) {
-        // The server sent up to 64 MiB per watch; the client kept at most the 1 MiB cap
-        // plus a read buffer. Allow generous slack for the allocator and other tests.
+        // At most the cap, rounded up by the buffer's growth, plus a read buffer; generous
+        // slack for the allocator and the tests running beside this one.
+        let bound = before + 2 * cap / 1024 + 24 * 1024;
         assert!(
-            after < before + 24 * 1024,
-            "RSS grew from {before} KiB to {after} KiB"
+            after < bound,
+            "RSS grew from {before} KiB to {after} KiB (bound {bound} KiB)"
         );
     }
-    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn an_endless_event_line_is_dropped_at_the_cap_and_the_last_good_snapshot_stays() {
+    endless_line_is_dropped_at(LINE_CAP, endless_line, None);
+}
+
+#[test]
+fn a_lower_event_line_cap_set_on_the_builder_is_honoured() {
+    endless_line_is_dropped_at(MIB, endless_line_1_mib, Some(1 << 20));
 }
 
 #[test]
 fn an_endless_error_body_is_read_only_up_to_its_cap() {
-    let (url, answered, stop) = hostile(endless_error);
-    let r = with_fast_retries(kuberesolver::Resolver::builder(
-        "kubernetes:///hostile.prod:grpc",
-    ))
-    .config(Config::new(url))
-    .source(Source::Endpoints)
-    .spawn()
-    .expect("spawn");
-    eventually("the 500 is reported", || {
-        r.status()
-            .last_error
-            .is_some_and(|e| e.status() == Some(500))
-    });
-    let error = r.status().last_error.expect("error");
-    assert!(
-        error.to_string().len() < 2000,
-        "the message is capped: {} bytes",
-        error.to_string().len()
-    );
-    eventually("retried", || answered.load(Ordering::Relaxed) >= 2);
-    stop.store(true, Ordering::Relaxed);
+    let hostile = Hostile::start(endless_error);
+    let r = resolver_on(&hostile, "hostile", None);
+    eventually("an error answer", || !hostile.answers().is_empty());
+    stopped_at_the_cap(&hostile.answers());
+    eventually("retried", || hostile.answers().len() >= 2);
+    stopped_at_the_cap(&hostile.answers());
+    let error = r.status().last_error.expect("the 500 is reported");
+    assert_eq!(error.status(), Some(500), "{error}");
 }
 
 /// A watch that sends nothing, not even a bookmark, and ends cleanly at its timeoutSeconds.
-fn silent_until_timeout(stream: &mut TcpStream, request: &str) -> std::io::Result<()> {
+fn silent_until_timeout(out: &mut Counting<'_>, request: &str) -> std::io::Result<HungUp> {
     let seconds: u64 = request
         .split(['?', '&', ' '])
         .find_map(|p| p.strip_prefix("timeoutSeconds="))
         .and_then(|t| t.parse().ok())
         .unwrap_or(1);
-    stream.write_all(
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
-    )?;
+    out.write_all(CHUNKED_200.as_bytes())?;
     std::thread::sleep(Duration::from_secs(seconds));
-    stream.write_all(b"0\r\n\r\n")
+    out.write_all(b"0\r\n\r\n")?;
+    Ok(HungUp::NotAsked)
 }
 
 #[test]
 fn a_quiet_watch_without_bookmarks_that_ends_on_time_is_renewed_at_once() {
-    let (url, watches, stop) = hostile(silent_until_timeout);
-    // Default backoff: if a quiet, on-time clean end counted as a failure, the third watch
-    // would come only after backoffs of 0.5-1 s and then 0.5-2 s.
-    let r = kuberesolver::Resolver::builder("kubernetes:///echo.prod:grpc")
-        .config(Config::new(url))
+    let hostile = Hostile::start(silent_until_timeout);
+    // A backoff of at least 20 s: if a quiet, on-time clean end counted as a failure, the
+    // second watch would come only after it.
+    let r = Resolver::builder("kubernetes:///echo.prod:grpc")
+        .config(Config::new(&hostile.url))
         .source(Source::Endpoints)
         .watch_timeout(Duration::from_secs(1))
+        .backoff(
+            Duration::from_secs(30),
+            Duration::from_secs(20),
+            Duration::from_secs(30),
+        )
         .spawn()
         .expect("spawn");
     r.wait_ready(PATIENCE).expect("ready");
-    let started = std::time::Instant::now();
-    eventually("four watches ended", || {
-        watches.load(Ordering::Relaxed) >= 4
-    });
+    let started = Instant::now();
+    eventually("four watches ended", || hostile.answers().len() >= 4);
     let took = started.elapsed();
     assert!(
-        took < Duration::from_millis(5200),
-        "four 1 s watches took {took:?}"
+        took < Duration::from_secs(15),
+        "four 1 s watches took {took:?}: backed off"
     );
     assert_eq!(r.status().counters.errors, 0);
-    stop.store(true, Ordering::Relaxed);
 }
