@@ -208,14 +208,6 @@ fn the_first_list_uses_the_field_selector_and_the_watch_starts_at_the_lists_vers
     assert_eq!(requests[1].param("watch"), Some("1"));
 }
 
-/// The log after `seen`: the resumed watch got the 410 ERROR event, and a list followed.
-fn expired_then_relisted(server: &FakeApiServer, seen: usize) -> bool {
-    let log = server.requests();
-    let after = &log[seen.min(log.len())..];
-    let expired = after.iter().position(|q| q.is_watch() && q.expired);
-    expired.is_some_and(|i| after[i..].iter().any(|q| q.is_list() && q.status == 200))
-}
-
 #[test]
 fn relists_after_410_and_drops_endpoints_deleted_meanwhile() {
     let server = cluster();
@@ -232,11 +224,7 @@ fn relists_after_410_and_drops_endpoints_deleted_meanwhile() {
     let seen = server.requests().len();
     server.resume_listening().expect("resume");
     converges_to(&r, &[]);
-    assert!(
-        expired_then_relisted(&server, seen),
-        "a 410 on resume, then a relist: {:#?}",
-        &server.requests()[seen..]
-    );
+    relisted_after_a_410(&server, seen);
     assert!(r.status().counters.relists >= 1);
 }
 
@@ -282,12 +270,7 @@ fn a_garbage_line_is_survived_by_relisting_and_never_publishes() {
     assert_eq!(server.inject(Fault::Garbage("{not json".into())), 1);
     // Past the error, the backoff and the relist, until a new watch streams.
     eventually("it relisted and watches again", || {
-        let log = server.requests();
-        let after = &log[seen..];
-        after
-            .iter()
-            .position(|q| q.is_list() && q.status == 200)
-            .is_some_and(|i| after[i..].iter().any(|q| q.is_watch() && q.status == 200))
+        relisted_and_watching(&server, seen)
     });
     let status = r.status();
     assert_eq!(
@@ -339,26 +322,7 @@ fn resets_and_cuts_mid_event_resume_from_the_last_resource_version_without_relis
         assert_eq!(server.inject(fault.clone()), 1);
         scale(&server, 3);
         converges_to(&r, &addrs(8080, 1..=3));
-        let log = server.requests();
-        assert_eq!(
-            log[seen - 1].faults,
-            std::slice::from_ref(&fault),
-            "{fault:?} took effect"
-        );
-        let after = &log[seen..];
-        assert!(
-            after.first().is_some_and(|q| q.is_watch()),
-            "{fault:?}: watched again: {after:#?}"
-        );
-        assert_eq!(
-            after[0].param("resourceVersion"),
-            Some(last_seen.as_str()),
-            "{fault:?}: resumed from the last resourceVersion it had"
-        );
-        assert!(
-            !after.iter().any(|q| q.is_list()),
-            "{fault:?}: no relist: {after:#?}"
-        );
+        resumed_without_relisting(&server, seen, &fault, &last_seen);
         let status = r.status();
         assert!(status.counters.reconnects >= 1, "{fault:?}: {status:#?}");
         assert_eq!(status.counters.relists, 0, "{fault:?}: {status:#?}");

@@ -5,10 +5,9 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use kuberesolver::testkit::{FakeApiServer, Fault, Pod, Resource};
-use kuberesolver::{Config, Resolver, Snapshot, Source};
+use kuberesolver::{Conditions, Config, Resolver, Snapshot, Source};
 use support::*;
 
 /// Pod `i` of a large Service: IP 10.1.x.y.
@@ -90,10 +89,61 @@ fn a_slice_deleted_while_disconnected_disappears_after_the_relist() {
     converges_to(&r, &range(0..6));
     server.stop_listening();
     eventually("the watch is gone", || server.open_watches() == 0);
+    // No event will tell of this deletion: only a relist that replaces every slice (rather
+    // than merging the listed ones in) drops echo-b.
     server.delete(Resource::EndpointSlices, "prod", "echo-b");
     server.compact();
+    let seen = server.requests().len();
     server.resume_listening().expect("resume");
     converges_to(&r, &range(0..3));
+    relisted_after_a_410(&server, seen);
+    assert!(r.status().counters.relists >= 1);
+}
+
+#[test]
+fn a_410_on_an_open_slice_watch_relists_and_drops_slices_deleted_behind_it() {
+    let server = cluster();
+    slice(&server, "echo-a", 0..3);
+    slice(&server, "echo-b", 3..6);
+    let r = slices_resolver(&server, Source::EndpointSlices);
+    converges_to(&r, &range(0..6));
+    assert!(server.wait_for_watches(1, PATIENCE));
+    // The watch goes quiet: the deletion and the change never reach it as events.
+    assert_eq!(server.inject(Fault::Stall), 1);
+    server.delete(Resource::EndpointSlices, "prod", "echo-b");
+    slice(&server, "echo-a", 0..4);
+    server.compact();
+    let seen = server.requests().len();
+    assert_eq!(server.inject(Fault::Expired), 1);
+    converges_to(&r, &range(0..4));
+    let log = server.requests();
+    assert_eq!(log[seen - 1].faults, [Fault::Stall, Fault::Expired]);
+    assert!(
+        relisted_and_watching(&server, seen),
+        "relisted: {:#?}",
+        &log[seen..]
+    );
+}
+
+#[test]
+fn a_slice_change_cut_in_flight_is_resumed_from_the_last_resource_version() {
+    for fault in [Fault::CutNextEvent, Fault::EndMidNextEvent, Fault::Reset] {
+        let server = cluster();
+        slice(&server, "echo-a", 0..3);
+        let r = slices_resolver(&server, Source::EndpointSlices);
+        converges_to(&r, &range(0..3));
+        let last_seen = slice(&server, "echo-b", 3..5);
+        converges_to(&r, &range(0..5));
+        assert!(server.wait_for_watches(1, PATIENCE));
+        let seen = server.requests().len();
+        assert_eq!(server.inject(fault.clone()), 1);
+        // The change the fault cuts (or the one after a reset): a slice deleted, another grown.
+        server.delete(Resource::EndpointSlices, "prod", "echo-a");
+        slice(&server, "echo-b", 3..7);
+        converges_to(&r, &range(3..7));
+        resumed_without_relisting(&server, seen, &fault, &last_seen);
+        assert_eq!(r.status().counters.relists, 0, "{fault:?}");
+    }
 }
 
 #[test]
@@ -142,7 +192,13 @@ fn ready_serving_and_terminating_combinations() {
     server.apply(Resource::EndpointSlices, "prod", "echo-raw", raw);
     let r = slices_resolver(&server, Source::EndpointSlices);
     let snapshot = converges_to(&r, &range([1, 5, 6, 7]));
-    assert!(snapshot.endpoints().iter().all(|e| e.conditions().ready));
+    // Null (or missing) conditions mean ready, serving and not terminating.
+    let null = snapshot
+        .endpoints()
+        .iter()
+        .filter(|e| matches!(e.pod(), Some("echo-6" | "echo-7")));
+    let conditions: Vec<Conditions> = null.map(|e| e.conditions()).collect();
+    assert_eq!(conditions, [Conditions::default(); 2]);
 }
 
 #[test]
@@ -251,7 +307,8 @@ fn an_explicit_slice_source_does_not_fall_back() {
     scale(&server, 2);
     server.forbid(Resource::EndpointSlices, true);
     let r = slices_resolver(&server, Source::EndpointSlices);
-    let err = r.wait_ready(Duration::from_millis(500)).unwrap_err();
+    let err = not_ready(&r);
+    assert_eq!(err.cause().and_then(|c| c.status()), Some(403), "{err}");
     let text = err.to_string();
     assert!(
         text.contains("endpointslices") && text.contains("discovery.k8s.io"),

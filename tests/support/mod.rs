@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{FakeApiServer, Pod};
+use kuberesolver::testkit::{FakeApiServer, Fault, Pod};
 use kuberesolver::{Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
 
 /// How long any wait may take before the test fails: generous, so slow CI never flakes.
@@ -122,4 +122,58 @@ pub fn not_ready(resolver: &Resolver) -> Error {
     assert_eq!(err.kind(), ErrorKind::NotReady, "{err}");
     assert!(err.cause().is_some(), "the failure is the cause: {err}");
     err
+}
+
+/// The requests after the first `seen` show a watch answered with the 410 of a compacted
+/// resourceVersion, and a successful list after it.
+pub fn relisted_after_a_410(server: &FakeApiServer, seen: usize) {
+    let log = server.requests();
+    let after = &log[seen.min(log.len())..];
+    let expired = after.iter().position(|q| q.is_watch() && q.expired);
+    assert!(
+        expired.is_some_and(|i| after[i..].iter().any(|q| q.is_list() && q.status == 200)),
+        "a 410 on resume, then a relist: {after:#?}"
+    );
+}
+
+/// Whether the requests after the first `seen` show a successful list, then a watch that
+/// streams.
+pub fn relisted_and_watching(server: &FakeApiServer, seen: usize) -> bool {
+    let log = server.requests();
+    let after = &log[seen.min(log.len())..];
+    after
+        .iter()
+        .position(|q| q.is_list() && q.status == 200)
+        .is_some_and(|i| after[i..].iter().any(|q| q.is_watch() && q.status == 200))
+}
+
+/// The watch that was the newest request when `seen` requests had been made carried out
+/// `fault`, and the requests since then are a watch from `resource_version` (the last one the
+/// resolver had) with no list anywhere.
+pub fn resumed_without_relisting(
+    server: &FakeApiServer,
+    seen: usize,
+    fault: &Fault,
+    resource_version: &str,
+) {
+    let log = server.requests();
+    assert_eq!(
+        log[seen - 1].faults,
+        std::slice::from_ref(fault),
+        "{fault:?} took effect"
+    );
+    let after = &log[seen..];
+    assert!(
+        after.first().is_some_and(|q| q.is_watch()),
+        "{fault:?}: watched again: {after:#?}"
+    );
+    assert_eq!(
+        after[0].param("resourceVersion"),
+        Some(resource_version),
+        "{fault:?}: resumed from the last resourceVersion it had"
+    );
+    assert!(
+        !after.iter().any(|q| q.is_list()),
+        "{fault:?}: no relist: {after:#?}"
+    );
 }
