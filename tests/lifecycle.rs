@@ -63,6 +63,11 @@ fn open_fds() -> usize {
 /// its thread is gone.
 /// (Threads are counted on Linux only.)
 fn drop_promptly(state: &str, resolver: Resolver, tag: &str) {
+    drop_within(Duration::from_secs(1), state, resolver, tag);
+}
+
+/// [`drop_promptly`], with its own bound on how long the drop may take.
+fn drop_within(bound: Duration, state: &str, resolver: Resolver, tag: &str) {
     let linux = cfg!(target_os = "linux");
     assert!(
         !linux || watcher_threads(tag) >= 1,
@@ -71,10 +76,7 @@ fn drop_promptly(state: &str, resolver: Resolver, tag: &str) {
     let started = Instant::now();
     drop(resolver);
     let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "{state}: dropping took {took:?}"
-    );
+    assert!(took < bound, "{state}: dropping took {took:?}");
     if !linux {
         return;
     }
@@ -303,7 +305,7 @@ fn full_accept_queue() -> Option<(TcpListener, Vec<TcpStream>)> {
 }
 
 #[test]
-fn dropping_during_a_blocked_tcp_connect_returns_within_a_second_and_leaves_no_thread() {
+fn dropping_during_a_blocked_tcp_connect_does_not_wait_for_the_connect_and_leaves_no_thread() {
     let _process = shared_process();
     let Some((listener, _held)) = full_accept_queue() else {
         missing_prerequisite("a kernel on which a connect to a full accept queue blocks (Linux)");
@@ -318,7 +320,9 @@ fn dropping_during_a_blocked_tcp_connect_returns_within_a_second_and_leaves_no_t
     std::thread::sleep(Duration::from_millis(300));
     let status = r.status();
     assert_eq!(status.counters.errors, 0, "still connecting: {status:#?}");
-    drop_promptly("connecting", r, "lg");
+    // A TCP connect cannot be interrupted: the drop waits 0.8 s for the thread, then leaves it
+    // to end by itself at the connect timeout. Two seconds leave room for a slow machine.
+    drop_within(Duration::from_secs(2), "connecting", r, "lg");
 }
 
 // ----- leaks -----
@@ -343,11 +347,8 @@ fn two_hundred_resolvers_spawned_and_dropped_leak_no_thread_socket_or_descriptor
     });
     let fds_before = open_fds();
     let threads_before = threads_named("kuberesolver");
-    let mut states = [0usize; 5];
     for i in 0..200 {
-        let state = i % 5;
-        states[state] += 1;
-        match state {
+        match i % 5 {
             // Dropped at once: maybe before its first request.
             0 => drop(resolver(&server, target)),
             // Dropped after the first resolution.
@@ -376,7 +377,6 @@ fn two_hundred_resolvers_spawned_and_dropped_leak_no_thread_socket_or_descriptor
             }
         }
     }
-    assert_eq!(states, [40; 5]);
     eventually("every watcher thread is gone", || {
         threads_named("kuberesolver") <= threads_before
     });
@@ -440,24 +440,25 @@ fn a_server_that_accepts_and_never_answers_is_abandoned_after_the_response_timeo
 #[test]
 fn a_watch_that_stalls_without_a_byte_is_replaced_after_the_read_timeout() {
     let _process = shared_process();
-    // Bookmarks every 100 ms: a healthy watch is never silent for 300 ms.
+    // Bookmarks every 100 ms: a healthy watch is never silent for anything near the 1.5 s
+    // read timeout, even on a loaded machine.
     let server = FakeApiServer::builder()
         .bookmark_interval(Duration::from_millis(100))
         .start()
         .expect("server");
     server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods(1));
     let r = builder(&server, "kubernetes:///echo.prod:grpc")
-        .read_timeout(Duration::from_millis(300))
+        .read_timeout(Duration::from_millis(1500))
         .spawn()
         .expect("spawn");
     converges_to(&r, &addrs(8080, [1]));
     assert!(server.wait_for_watches(1, PATIENCE), "a watch opens");
-    eventually("bookmarks flow", || r.status().counters.bookmarks >= 3);
-    assert_eq!(
-        r.status().counters.errors,
-        0,
-        "a watch with bookmarks does not time out: {:#?}",
-        r.status()
+    // Twenty bookmarks: the quiet watch outlived the read timeout.
+    eventually("bookmarks flow", || r.status().counters.bookmarks >= 20);
+    let status = r.status();
+    assert!(
+        status.counters.errors == 0 && status.counters.watches == 1,
+        "a quiet watch with bookmarks does not time out: {status:#?}"
     );
     let rv = server.resource_version();
     server.clear_requests();
