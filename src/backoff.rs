@@ -165,6 +165,45 @@ mod tests {
         assert!(min < secs(8.0) && max > secs(22.0), "{min:?}..{max:?}");
     }
 
+    /// `n` clients that lost the same server, each seeded the way a watcher seeds its
+    /// backoff: from a stream of its own random numbers.
+    fn first_delays_of(n: usize, seeds: &mut Rng) -> Vec<Duration> {
+        (0..n)
+            .map(|_| Backoff::new(BackoffPolicy::default(), seeds.next_u64()).next_delay(None))
+            .collect()
+    }
+
+    #[test]
+    fn the_first_delays_of_many_clients_spread_evenly_over_the_window() {
+        // Ten 50 ms buckets over [0.5 s, 1 s]: each holds about a tenth of 2,000 clients.
+        let delays = first_delays_of(2000, &mut Rng::new(20_251_125));
+        let mut buckets = [0usize; 10];
+        for d in &delays {
+            assert!(*d >= secs(0.5) && *d <= secs(1.0), "{d:?}");
+            let bucket = ((d.as_secs_f64() - 0.5) / 0.05) as usize;
+            buckets[bucket.min(9)] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| (150..=250).contains(&n)),
+            "not spread evenly: {buckets:?}"
+        );
+    }
+
+    #[test]
+    fn every_watcher_seeds_its_jitter_differently() {
+        // A watcher's backoff seed comes from `Rng::entropy()`: watchers started in the same
+        // instant must not jitter in step.
+        let seeds: std::collections::HashSet<u64> = (0..1000)
+            .map(|_| Rng::new(Rng::entropy()).next_u64())
+            .collect();
+        assert_eq!(seeds.len(), 1000);
+        let delays: std::collections::HashSet<Duration> = seeds
+            .iter()
+            .map(|&seed| Backoff::new(BackoffPolicy::default(), seed).next_delay(None))
+            .collect();
+        assert!(delays.len() > 990, "{} distinct first delays", delays.len());
+    }
+
     #[test]
     fn reset_starts_again_from_the_first_delay() {
         let mut b = Backoff::new(BackoffPolicy::default(), 3);
