@@ -42,19 +42,36 @@ fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
             .node("node-a")
             .zone("zone-1"),
     );
-    let child = Command::new(&watch)
+    let mut child = Command::new(&watch)
         .args([
             "kubernetes:///echo.prod:grpc",
             "--server",
             &server.url(),
             "--for",
-            "3",
+            "6",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("watch runs");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Read its output as it comes; change the Service once the first pod is shown.
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = crossbeam_channel::unbounded();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !lines
+        .recv_deadline(deadline)
+        .expect("the first pod is shown")
+        .contains("+ 10.0.0.1:8080")
+    {}
     only_pod(
         &server,
         Pod::new("echo-7d9f-fghij", [10, 0, 0, 2])
@@ -62,7 +79,7 @@ fn the_watch_cli_prints_each_change_with_zone_node_and_pod() {
             .zone("zone-2"),
     );
     let output = child.wait_with_output().expect("watch ends by itself");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = reader.join().expect("reader");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("v1") && stdout.contains("v2"), "{stdout}");
