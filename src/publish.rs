@@ -86,6 +86,10 @@ struct Subscriber {
     offered: u64,
 }
 
+/// Called with every snapshot as it is published (feature `testkit`, for tests that must see
+/// every publish, which a latest-wins subscriber cannot).
+pub(crate) type PublishObserver = Box<dyn Fn(&Snapshot) + Send + Sync>;
+
 /// State shared by a resolver, its watcher thread, its pickers and subscribers.
 pub(crate) struct Shared {
     current: RwLock<Snapshot>,
@@ -95,6 +99,7 @@ pub(crate) struct Shared {
     status: Mutex<Status>,
     changed: Condvar,
     id: u64,
+    observer: Option<PublishObserver>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,7 +117,14 @@ impl Shared {
             status: Mutex::new(Status::new()),
             changed: Condvar::new(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            observer: None,
         }
+    }
+
+    /// Calls `observer` with every snapshot, in version order, on the watcher thread.
+    #[cfg(feature = "testkit")]
+    pub(crate) fn observe(&mut self, observer: PublishObserver) {
+        self.observer = Some(observer);
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -147,6 +159,9 @@ impl Shared {
             status.endpoints = snapshot.len();
             status.last_update = snapshot.published_at();
             status.counters.publishes += 1;
+        }
+        if let Some(observe) = &self.observer {
+            observe(&snapshot);
         }
         self.changed.notify_all();
         lock(&self.subscribers).retain_mut(|s| offer(s, snapshot.clone()));
@@ -314,6 +329,25 @@ mod tests {
         let latest = updates.try_recv().map(|s| s.version());
         assert_eq!(latest, Ok(100));
         assert!(updates.try_recv().is_err());
+    }
+
+    #[cfg(feature = "testkit")]
+    #[test]
+    fn an_observer_sees_every_publish_that_a_subscriber_may_miss() {
+        let mut shared = Shared::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        shared.observe(Box::new(move |s| lock(&record).push(s.version())));
+        let updates = shared.subscribe();
+        for n in 1..=5u16 {
+            shared.publish(endpoints(&[n]));
+        }
+        shared.publish(endpoints(&[5]));
+        assert_eq!(*lock(&seen), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            updates.try_iter().map(|s| s.version()).collect::<Vec<_>>(),
+            [5]
+        );
     }
 
     #[test]

@@ -399,6 +399,8 @@ pub struct Builder {
     watch_timeout: Duration,
     backoff: BackoffPolicy,
     max_line: usize,
+    #[cfg(feature = "testkit")]
+    observer: Option<crate::publish::PublishObserver>,
 }
 
 impl fmt::Debug for Builder {
@@ -442,6 +444,8 @@ impl Builder {
             watch_timeout: DEFAULT_WATCH_TIMEOUT,
             backoff: BackoffPolicy::default(),
             max_line: MAX_LINE,
+            #[cfg(feature = "testkit")]
+            observer: None,
         }
     }
 
@@ -615,6 +619,39 @@ impl Builder {
         self
     }
 
+    /// Test support (feature `testkit`; not a stable API): calls `observer` with every
+    /// snapshot the resolver publishes, in version order, on the watcher thread, before
+    /// subscribers are offered it. A latest-wins subscriber may miss a snapshot that was
+    /// replaced at once; this sees them all. Keep `observer` quick: it delays the watcher.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+    /// let versions = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = versions.clone();
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new(server.url()))
+    ///     .source(Source::Endpoints)
+    ///     .observe_publishes(move |s| seen.lock().unwrap().push(s.version()))
+    ///     .spawn()?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert_eq!(*versions.lock().unwrap(), [1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "testkit")]
+    #[doc(hidden)]
+    pub fn observe_publishes(
+        mut self,
+        observer: impl Fn(&Snapshot) + Send + Sync + 'static,
+    ) -> Builder {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
     /// Check everything and start the watcher thread.
     ///
     /// Parses the target, infers the configuration when none was given, checks the server
@@ -661,7 +698,13 @@ impl Builder {
         let target = target.with_namespace(&namespace)?;
         let client = Client::new(&prepared, self.timeouts);
         let agent = client.shutdown_handle();
-        let shared = Arc::new(Shared::new());
+        #[cfg_attr(not(feature = "testkit"), allow(unused_mut))]
+        let mut shared = Shared::new();
+        #[cfg(feature = "testkit")]
+        if let Some(observer) = self.observer {
+            shared.observe(observer);
+        }
+        let shared = Arc::new(shared);
         let stopping = Arc::new(AtomicBool::new(false));
         let (wake, stop) = crossbeam_channel::bounded(0);
         let settings = Settings {
