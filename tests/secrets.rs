@@ -84,7 +84,7 @@ fn the_token_never_reaches_a_log_line_a_debug_output_or_an_error() {
             )
             .spawn()
             .expect("spawn");
-        let not_ready = r.wait_ready(Duration::from_millis(300)).unwrap_err();
+        let not_ready = not_ready(&r);
         server.forbid(Resource::Endpoints, false);
         converges_to(&r, &addrs(8080, [1, 2]));
         std::fs::write(&token_file, ROTATED).expect("rotate");
