@@ -612,9 +612,17 @@ impl Config {
         Ok(config)
     }
 
-    /// The configuration for wherever the program runs: [`in_cluster`](Self::in_cluster) when
-    /// `KUBERNETES_SERVICE_HOST` is set, else the user's [`kubeconfig`](Self::kubeconfig),
-    /// else an error that says what was tried.
+    /// The configuration for wherever the program runs, in the order kubectl and
+    /// controller-runtime use:
+    ///
+    /// 1. the kubeconfig files `KUBECONFIG` names, when it is set and one of them exists (even
+    ///    in a pod: setting it is a choice, such as a sidecar that reaches another cluster);
+    /// 2. [`in_cluster`](Self::in_cluster), when `KUBERNETES_SERVICE_HOST` is set (a pod);
+    /// 3. `~/.kube/config`, only when `KUBECONFIG` is not set (as with kubectl, a `KUBECONFIG`
+    ///    replaces the default file rather than adding to it);
+    ///
+    /// else an error that says what was tried. A kubeconfig that exists but cannot be used is
+    /// an error, not a reason to try the next.
     ///
     /// What [`Resolver::spawn`](crate::Resolver::spawn) uses, and a
     /// [`Builder`](crate::Builder) without [`config`](crate::Builder::config).
@@ -640,10 +648,14 @@ impl Config {
         service_account: &Path,
         kubectl: &Path,
     ) -> Result<Config, Error> {
+        let listed = crate::kubeconfig::listed(env);
+        if let Some(files) = listed.as_ref().filter(|f| f.iter().any(|f| f.is_file())) {
+            return crate::kubeconfig::load(files, kubectl);
+        }
         if env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()) {
             return Config::in_cluster_from(env, service_account);
         }
-        let files = crate::kubeconfig::locate(env);
+        let files = listed.unwrap_or_else(|| crate::kubeconfig::in_home(env));
         crate::kubeconfig::load(&files, kubectl).map_err(|e| {
             Error::config(format!(
                 "cannot infer the API server: not in a pod (KUBERNETES_SERVICE_HOST is not set), and {e}; \
@@ -1096,35 +1108,69 @@ mod tests {
         );
     }
 
-    #[test]
-    fn infer_prefers_the_pod_then_the_kubeconfig_and_says_what_it_tried() {
-        let dir = temp_dir("infer");
-        let kubeconfig = dir.join("config.json");
-        std::fs::write(
-            &kubeconfig,
-            r#"{"current-context":"c","contexts":[{"name":"c","context":{"cluster":"k","namespace":"dev"}}],
-               "clusters":[{"name":"k","cluster":{"server":"http://127.0.0.1:8001"}}]}"#,
-        )
-        .expect("write");
-        let path = kubeconfig.display().to_string();
-        let outside = |k: &str| (k == "KUBECONFIG").then(|| path.clone());
-        let config = Config::infer_from(&outside, &dir, Path::new("kubectl")).expect("kubeconfig");
-        assert_eq!(config.server(), "http://127.0.0.1:8001");
-        assert_eq!(config.default_namespace(), Some("dev"));
+    /// A JSON kubeconfig at `path` whose cluster is `server`.
+    fn json_kubeconfig(path: &Path, server: &str) {
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
+        let json = format!(
+            r#"{{"current-context":"c","contexts":[{{"name":"c","context":{{"cluster":"k"}}}}],
+               "clusters":[{{"name":"k","cluster":{{"server":"{server}"}}}}]}}"#
+        );
+        std::fs::write(path, json).expect("write");
+    }
 
-        let inside = |k: &str| match k {
-            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
-            "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
-            _ => Some(path.clone()),
+    #[test]
+    fn infer_takes_kubeconfig_then_the_pod_then_the_home_kubeconfig() {
+        let dir = temp_dir("infer");
+        let listed = dir.join("listed.json");
+        json_kubeconfig(&listed, "http://127.0.0.1:8001");
+        let home = dir.join("home");
+        json_kubeconfig(&home.join(".kube").join("config"), "http://127.0.0.1:8002");
+        let missing = dir.join("missing.json");
+        let env = |kubeconfig: Option<&Path>, in_pod: bool| {
+            let kubeconfig = kubeconfig.map(|p| p.display().to_string());
+            let home = home.display().to_string();
+            move |k: &str| match k {
+                "KUBECONFIG" => kubeconfig.clone(),
+                "KUBERNETES_SERVICE_HOST" if in_pod => Some("10.96.0.1".to_string()),
+                "KUBERNETES_SERVICE_PORT" if in_pod => Some("443".to_string()),
+                "HOME" => Some(home.clone()),
+                _ => None,
+            }
         };
-        let config = Config::infer_from(&inside, &dir, Path::new("kubectl")).expect("in cluster");
-        assert_eq!(config.server(), "https://10.96.0.1:443");
+        let infer = |env: &dyn Fn(&str) -> Option<String>| {
+            Config::infer_from(env, &dir, Path::new("/nonexistent/kubectl"))
+                .map(|c| c.server().to_string())
+                .map_err(|e| e.to_string())
+        };
+        let pod = "https://10.96.0.1:443".to_string();
+        // KUBECONFIG wins, in a pod too.
+        assert_eq!(
+            infer(&env(Some(&listed), true)),
+            Ok("http://127.0.0.1:8001".into())
+        );
+        assert_eq!(
+            infer(&env(Some(&listed), false)),
+            Ok("http://127.0.0.1:8001".into())
+        );
+        // Without it, the pod before ~/.kube/config.
+        assert_eq!(infer(&env(None, true)), Ok(pod.clone()));
+        assert_eq!(infer(&env(None, false)), Ok("http://127.0.0.1:8002".into()));
+        // A KUBECONFIG naming no existing file: the pod, else an error naming it (never
+        // ~/.kube/config, which KUBECONFIG replaces).
+        assert_eq!(infer(&env(Some(&missing), true)), Ok(pod));
+        let err = infer(&env(Some(&missing), false)).unwrap_err();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("KUBERNETES_SERVICE_HOST"), "{err}");
+        // A KUBECONFIG that exists but is broken is an error, not a reason to use the pod.
+        let broken = dir.join("broken.json");
+        std::fs::write(&broken, "{").expect("write");
+        let err = infer(&env(Some(&broken), true)).unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
 
         let nowhere = |k: &str| (k == "HOME").then(|| "/nonexistent-home".to_string());
-        let err = Config::infer_from(&nowhere, &dir, Path::new("kubectl")).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("KUBERNETES_SERVICE_HOST"), "{text}");
-        assert!(text.contains("/nonexistent-home/.kube/config"), "{text}");
+        let err = infer(&nowhere).unwrap_err();
+        assert!(err.contains("KUBERNETES_SERVICE_HOST"), "{err}");
+        assert!(err.contains("/nonexistent-home/.kube/config"), "{err}");
     }
 
     #[test]

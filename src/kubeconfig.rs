@@ -97,11 +97,21 @@ struct Context {
 
 /// Where the kubeconfig is: `KUBECONFIG` (a `:`-separated list) or `~/.kube/config`.
 pub(crate) fn locate(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
-    if let Some(list) = env("KUBECONFIG").filter(|l| !l.is_empty()) {
-        return std::env::split_paths(&list)
+    listed(env).unwrap_or_else(|| in_home(env))
+}
+
+/// The files `KUBECONFIG` lists, when it is set and not empty.
+pub(crate) fn listed(env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<PathBuf>> {
+    let list = env("KUBECONFIG").filter(|l| !l.is_empty())?;
+    Some(
+        std::env::split_paths(&list)
             .filter(|p| !p.as_os_str().is_empty())
-            .collect();
-    }
+            .collect(),
+    )
+}
+
+/// `~/.kube/config`, when `HOME` is set.
+pub(crate) fn in_home(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
     env("HOME")
         .filter(|h| !h.is_empty())
         .map(|home| vec![Path::new(&home).join(".kube").join("config")])
