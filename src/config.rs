@@ -473,7 +473,10 @@ impl Config {
     /// path prefix), `certificate-authority(-data)`, `tls-server-name`,
     /// `insecure-skip-tls-verify` (with a loud warning), `token`, `tokenFile`, client
     /// certificates and keys (data or file), `exec` credential plugins, and the context's
-    /// namespace as the default namespace. Relative paths are relative to the kubeconfig.
+    /// namespace as the default namespace. Relative paths (certificate and token files, and an
+    /// exec `command` that contains a `/`; a bare command is looked up on `PATH`) are relative
+    /// to the folder of the file that defined them, as client-go resolves them: with several
+    /// files, the first file that defines the user.
     /// Not supported, and a clear error: `proxy-url`, basic auth and `auth-provider`.
     ///
     /// ```no_run
@@ -535,6 +538,29 @@ impl Config {
     /// ```
     pub fn from_kubeconfig_file(path: impl Into<PathBuf>) -> Result<Config, Error> {
         crate::kubeconfig::load(&[path.into()], Path::new("kubectl"))
+    }
+
+    /// The current context of several kubeconfig files merged as kubectl merges a
+    /// `KUBECONFIG` list: for a name defined in several files, the first file wins; files
+    /// that do not exist are skipped.
+    ///
+    /// Read through `kubectl` on `PATH` unless there is one JSON file. Relative paths are
+    /// relative to the folder of the file that defined them (for a user's token file or exec
+    /// command: the first file that defines the user). Supports what
+    /// [`kubeconfig`](Self::kubeconfig) supports.
+    ///
+    /// ```no_run
+    /// use kuberesolver::Config;
+    ///
+    /// // The cluster and context in one file, the credentials in another.
+    /// let config = Config::from_kubeconfig_files(["/etc/kube/clusters", "/home/me/.kube/users"])?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
+    pub fn from_kubeconfig_files<P: Into<PathBuf>>(
+        paths: impl IntoIterator<Item = P>,
+    ) -> Result<Config, Error> {
+        let paths: Vec<PathBuf> = paths.into_iter().map(Into::into).collect();
+        crate::kubeconfig::load(&paths, Path::new("kubectl"))
     }
 
     /// The server URL as given.

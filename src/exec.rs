@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,9 +27,6 @@ pub(crate) struct ExecSpec {
     pub env: Option<Vec<EnvVar>>,
     #[serde(rename = "apiVersion")]
     pub api_version: Option<String>,
-    /// Where relative commands are looked up (the kubeconfig's folder), set by the loader.
-    #[serde(skip)]
-    pub base_dir: Option<PathBuf>,
 }
 
 /// One `env` entry of an exec section.
@@ -78,13 +74,6 @@ impl ExecToken {
 /// Run the plugin and read its token.
 pub(crate) fn run(spec: &ExecSpec) -> Result<ExecToken, Error> {
     let fail = |why: String| Error::config(format!("exec plugin {:?}: {why}", spec.command));
-    let command = match &spec.base_dir {
-        // A relative path with a slash is relative to the kubeconfig, as in client-go.
-        Some(dir) if spec.command.contains('/') && !spec.command.starts_with('/') => {
-            dir.join(&spec.command)
-        }
-        _ => PathBuf::from(&spec.command),
-    };
     let api_version = spec
         .api_version
         .clone()
@@ -94,7 +83,9 @@ pub(crate) fn run(spec: &ExecSpec) -> Result<ExecToken, Error> {
         "kind": "ExecCredential",
         "spec": {"interactive": false},
     });
-    let mut cmd = Command::new(&command);
+    // A relative command was made absolute by the kubeconfig loader; a bare name is looked up
+    // on PATH.
+    let mut cmd = Command::new(&spec.command);
     cmd.args(spec.args.iter().flatten())
         .env("KUBERNETES_EXEC_INFO", info.to_string())
         .stdin(Stdio::null())

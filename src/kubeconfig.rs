@@ -3,8 +3,14 @@
 //! JSON kubeconfigs are parsed here; YAML ones (the usual) go through
 //! `kubectl config view --minify --flatten -o json`, so there is no YAML parser in the crate.
 //! `KUBECONFIG` may list several files (merged by kubectl); without it, `~/.kube/config`.
+//!
+//! Relative paths are resolved as client-go's `ResolveLocalPaths` does: against the folder of
+//! the file that defined the section. `--flatten` inlines certificate files, but leaves
+//! `tokenFile` and an exec `command` as written, so for those we find the defining file
+//! ourselves: with several files, the first that defines the user (kubectl's merge keeps the
+//! first definition of a name).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
@@ -118,6 +124,81 @@ pub(crate) fn in_home(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Where the relative paths of the kubeconfig's sections are relative to.
+enum Origin<'a> {
+    /// One file: its folder (absolute), for every section.
+    Folder(Option<PathBuf>),
+    /// `kubectl`'s merge of several files, whose certificate files are inlined: the user's
+    /// folder is looked up when a relative path needs it.
+    Merged {
+        files: &'a [&'a PathBuf],
+        kubectl: &'a Path,
+    },
+}
+
+impl Origin<'_> {
+    /// The folder relative cluster paths start from.
+    fn cluster_folder(&self) -> Option<&Path> {
+        match self {
+            Origin::Folder(dir) => dir.as_deref(),
+            Origin::Merged { .. } => None,
+        }
+    }
+
+    /// The folder of the first file that defines the user `name`.
+    fn user_folder(&self, name: &str) -> Result<Option<PathBuf>, Error> {
+        let (files, kubectl) = match self {
+            Origin::Folder(dir) => return Ok(dir.clone()),
+            Origin::Merged { files, kubectl } => (files, kubectl),
+        };
+        for file in files.iter() {
+            let defined: Kubeconfig = match read_json(file)? {
+                Some(parsed) => parsed,
+                None => {
+                    let json = kubectl_view(&[file], kubectl, &["config", "view", "-o", "json"])?;
+                    serde_json::from_slice(&json).map_err(|e| {
+                        Error::config(format!("`kubectl config view` printed bad JSON: {e}"))
+                    })?
+                }
+            };
+            if defined
+                .users
+                .unwrap_or_default()
+                .iter()
+                .any(|u| u.name == name)
+            {
+                return Ok(folder_of(file));
+            }
+        }
+        Err(Error::config(format!(
+            "user {name:?} of the merged kubeconfig is defined in none of its files"
+        )))
+    }
+}
+
+/// The absolute folder of `file`, so that its relative paths stay right if the program
+/// changes its working directory later (the token file is re-read every minute).
+fn folder_of(file: &Path) -> Option<PathBuf> {
+    std::path::absolute(file)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+}
+
+/// A kubeconfig file parsed directly when it is JSON; `None` when it is YAML.
+fn read_json(file: &Path) -> Result<Option<Kubeconfig>, Error> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| Error::config(format!("cannot read kubeconfig {}: {e}", file.display())))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::config(format!(
+            "kubeconfig {} is not valid JSON: {e}",
+            file.display()
+        ))
+    })
+}
+
 /// Load the current context from `files`: directly when it is one JSON file, else through
 /// `kubectl`.
 pub(crate) fn load(files: &[PathBuf], kubectl: &Path) -> Result<Config, Error> {
@@ -133,31 +214,34 @@ pub(crate) fn load(files: &[PathBuf], kubectl: &Path) -> Result<Config, Error> {
         )));
     }
     if let [only] = existing.as_slice() {
-        let bytes = std::fs::read(only).map_err(|e| {
-            Error::config(format!("cannot read kubeconfig {}: {e}", only.display()))
-        })?;
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            let parsed: Kubeconfig = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::config(format!(
-                    "kubeconfig {} is not valid JSON: {e}",
-                    only.display()
-                ))
-            })?;
-            return to_config(parsed, only.parent(), &only.display().to_string());
+        if let Some(parsed) = read_json(only)? {
+            let origin = Origin::Folder(folder_of(only));
+            return to_config(parsed, &origin, &only.display().to_string());
         }
     }
-    let json = kubectl_view(files, kubectl)?;
+    let json = kubectl_view(
+        &existing,
+        kubectl,
+        &["config", "view", "--minify", "--flatten", "-o", "json"],
+    )?;
     let parsed: Kubeconfig = serde_json::from_slice(&json)
         .map_err(|e| Error::config(format!("`kubectl config view` printed bad JSON: {e}")))?;
-    to_config(parsed, None, "the kubeconfig (via kubectl)")
+    let origin = match existing.as_slice() {
+        [only] => Origin::Folder(folder_of(only)),
+        several => Origin::Merged {
+            files: several,
+            kubectl,
+        },
+    };
+    to_config(parsed, &origin, "the kubeconfig (via kubectl)")
 }
 
-/// `kubectl config view --minify --flatten -o json` with `KUBECONFIG` set to `files`.
-fn kubectl_view(files: &[PathBuf], kubectl: &Path) -> Result<Vec<u8>, Error> {
+/// `kubectl {args}` with `KUBECONFIG` set to `files`.
+fn kubectl_view(files: &[&PathBuf], kubectl: &Path, args: &[&str]) -> Result<Vec<u8>, Error> {
     let list = std::env::join_paths(files)
         .map_err(|e| Error::config(format!("bad kubeconfig path list: {e}")))?;
     let output = Command::new(kubectl)
-        .args(["config", "view", "--minify", "--flatten", "-o", "json"])
+        .args(args)
         .env("KUBECONFIG", list)
         .stdin(Stdio::null())
         .output()
@@ -177,7 +261,7 @@ fn kubectl_view(files: &[PathBuf], kubectl: &Path) -> Result<Vec<u8>, Error> {
     Ok(output.stdout)
 }
 
-fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config, Error> {
+fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config, Error> {
     let bad = |why: String| Error::config(format!("{source}: {why}"));
     let context_name = k
         .current_context
@@ -207,15 +291,15 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
             "proxy-url is not supported; use `kubectl proxy` instead".into(),
         ));
     }
-    let path = |p: &str| relative_to(base, p);
     let mut config = Config::new(server);
-    let pem = |data: Option<String>, file: Option<String>, field: &str| {
+    let pem = |data: Option<String>, file: Option<String>, field: &str, base: Option<&Path>| {
         pem_field(data, file, base).map_err(|()| bad(format!("{field}-data is not base64")))
     };
     match pem(
         cluster.certificate_authority_data,
         cluster.certificate_authority,
         "certificate-authority",
+        origin.cluster_folder(),
     )? {
         Some(PemSource::Pem(bytes)) => config = config.ca_pem(bytes),
         Some(PemSource::File(file)) => config = config.ca_file(file),
@@ -245,24 +329,46 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
             "user {user_name:?} uses basic auth or an auth-provider, which are not supported; use a token, a client certificate or an exec plugin"
         )));
     }
+    // Only the paths client-go resolves: files, and a command with a separator (a bare name
+    // is looked up on PATH).
+    let relative = |p: &Option<String>| {
+        p.as_deref()
+            .is_some_and(|p| !p.is_empty() && Path::new(p).is_relative())
+    };
+    let relative_command = user.exec.as_ref().is_some_and(|e| {
+        e.command.contains(std::path::MAIN_SEPARATOR) && Path::new(&e.command).is_relative()
+    });
+    let folder = if relative_command
+        || relative(&user.token_file)
+        || relative(&user.client_certificate)
+        || relative(&user.client_key)
+    {
+        origin.user_folder(&user_name)?
+    } else {
+        None
+    };
+    let base = folder.as_deref();
     let cert = pem(
         user.client_certificate_data,
         user.client_certificate,
         "client-certificate",
+        base,
     )?;
-    let key = pem(user.client_key_data, user.client_key, "client-key")?;
+    let key = pem(user.client_key_data, user.client_key, "client-key", base)?;
     match (cert, key) {
         (Some(cert), Some(key)) => config = config.client_identity(cert, key),
         (None, None) => {}
         _ => return Err(bad(format!("user {user_name:?} has a client certificate without a key, or a key without a certificate"))),
     }
     if let Some(mut exec) = user.exec {
-        exec.base_dir = base.map(Path::to_path_buf);
+        if relative_command {
+            exec.command = relative_to(base, &exec.command).display().to_string();
+        }
         config = config.exec(exec);
     } else if let Some(token) = user.token.filter(|t| !t.is_empty()) {
         config = config.token(token);
     } else if let Some(file) = user.token_file.filter(|f| !f.is_empty()) {
-        config = config.token_file(path(&file));
+        config = config.token_file(relative_to(base, &file));
     }
     Ok(config)
 }
@@ -284,10 +390,16 @@ fn pem_field(
         .map(|f| PemSource::File(relative_to(base, &f))))
 }
 
-/// `file` as written, or relative to the kubeconfig's folder.
+/// `file` as written, or relative to the kubeconfig's folder (without `./`, so that errors
+/// and `Debug` show a clean path).
 fn relative_to(base: Option<&Path>, file: &str) -> PathBuf {
     match base {
-        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        Some(dir) if Path::new(file).is_relative() => dir.join(
+            Path::new(file)
+                .components()
+                .filter(|c| *c != Component::CurDir)
+                .collect::<PathBuf>(),
+        ),
         _ => PathBuf::from(file),
     }
 }
@@ -354,7 +466,7 @@ mod tests {
     fn config(json: &str) -> Result<Config, Error> {
         to_config(
             serde_json::from_str(json).expect("json"),
-            Some(Path::new("/kube")),
+            &Origin::Folder(Some(PathBuf::from("/kube"))),
             "test",
         )
     }
@@ -374,6 +486,88 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("api.internal"), "{shown}");
+    }
+
+    /// A fresh folder for one test.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "kuberesolver-kubeconfig-unit-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    /// Writes `text` to `dir/name`, creating `dir`; returns the path.
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("folder");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    /// How `Config`'s `Debug` shows an exec plugin's command (a string in a string).
+    fn exec_shown(command: &str) -> String {
+        format!(r#"exec \"{command}\""#)
+    }
+
+    #[test]
+    fn a_token_file_and_an_exec_command_with_a_slash_are_relative_and_bare_commands_are_not() {
+        let with_user = |user: &str| BASE.replace(r#"{"tokenFile":"token"}"#, user);
+        let exec = |command: &str| {
+            with_user(&format!(
+                r#"{{"exec":{{"command":"{command}","apiVersion":"client.authentication.k8s.io/v1"}}}}"#
+            ))
+        };
+        for (kubeconfig, expected) in [
+            (BASE.to_string(), "file /kube/token".to_string()),
+            (
+                with_user(r#"{"tokenFile":"./t/token"}"#),
+                "file /kube/t/token".to_string(),
+            ),
+            (
+                with_user(r#"{"tokenFile":"/etc/token"}"#),
+                "file /etc/token".to_string(),
+            ),
+            (exec("./bin/plugin"), exec_shown("/kube/bin/plugin")),
+            (exec("bin/plugin"), exec_shown("/kube/bin/plugin")),
+            (exec("/usr/bin/plugin"), exec_shown("/usr/bin/plugin")),
+            (
+                exec("gke-gcloud-auth-plugin"),
+                exec_shown("gke-gcloud-auth-plugin"),
+            ),
+        ] {
+            let shown = format!("{:?}", config(&kubeconfig).expect("config"));
+            assert!(shown.contains(&expected), "{shown} lacks {expected}");
+        }
+    }
+
+    #[test]
+    fn of_several_files_the_first_that_defines_the_user_gives_its_folder() {
+        let root = temp_dir("merged");
+        let user = |dir: &str, name: &str| {
+            write(
+                &root.join(dir),
+                "config.json",
+                &format!(r#"{{"users":[{{"name":"{name}","user":{{"tokenFile":"token"}}}}]}}"#),
+            )
+        };
+        let files = [user("a", "other"), user("b", "me"), user("c", "me")];
+        let files: Vec<&PathBuf> = files.iter().collect();
+        let origin = Origin::Merged {
+            files: &files,
+            kubectl: Path::new("/nonexistent/kubectl"),
+        };
+        let found = origin.user_folder("me").expect("found");
+        assert_eq!(found, Some(root.join("b")));
+        let err = origin.user_folder("nobody").unwrap_err().to_string();
+        assert!(err.contains("\"nobody\""), "{err}");
+        assert_eq!(
+            origin.cluster_folder(),
+            None,
+            "kubectl inlines cluster files"
+        );
     }
 
     #[test]

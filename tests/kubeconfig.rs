@@ -286,30 +286,151 @@ fn a_failing_exec_plugin_fails_spawn_with_its_stderr() {
     );
 }
 
+/// Whether the real kubectl runs here. A test that needs it fails when `CI` is set (CI
+/// installs it), and says it is skipped otherwise.
+fn kubectl_runs(test: &str) -> bool {
+    let runs = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: kubectl is not on PATH, and CI is set"
+        );
+        eprintln!("{test}: skipped: kubectl is not on PATH");
+    }
+    runs
+}
+
+/// A YAML kubeconfig: the cluster `fake` is `server` (with the test CA in `ca.pem` next to the
+/// file, named relatively), then `rest` (contexts, users, current-context).
+fn kubeconfig_yaml(server: &FakeApiServer, rest: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority: ca.pem\n{rest}",
+        server.url()
+    )
+}
+
+/// `dir/config`: [`kubeconfig_yaml`] with the current context `test` in `prod`, whose user is
+/// written as the YAML flow mapping `user`.
+fn write_yaml_kubeconfig(dir: &Path, server: &FakeApiServer, user: &str) -> PathBuf {
+    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
+    let path = dir.join("config");
+    let rest = format!(
+        "current-context: test\ncontexts:\n- name: test\n  context: {{cluster: fake, user: me, namespace: prod}}\n\
+         users:\n- name: me\n  user: {user}\n"
+    );
+    std::fs::write(&path, kubeconfig_yaml(server, &rest)).expect("yaml");
+    path
+}
+
+#[test]
+fn a_yaml_kubeconfigs_relative_token_file_and_exec_command_are_found_in_its_folder() {
+    if !kubectl_runs(
+        "a_yaml_kubeconfigs_relative_token_file_and_exec_command_are_found_in_its_folder",
+    ) {
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("relative-token"));
+    // The test runs in the crate's folder; the kubeconfig is elsewhere, and the paths it
+    // names do not exist relative to the working directory.
+    let dir = folder("yaml-relative");
+    assert!(!Path::new("relative-token-file").exists() && !Path::new("bin/plugin.sh").exists());
+    std::fs::write(dir.join("relative-token-file"), "relative-token\n").expect("token");
+    let path = write_yaml_kubeconfig(&dir, &server, "{tokenFile: relative-token-file}");
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+
+    let plugin_dir = dir.join("bin");
+    std::fs::create_dir_all(&plugin_dir).expect("bin");
+    std::fs::write(plugin_dir.join("token"), "relative-token").expect("token");
+    exec_plugin(&plugin_dir);
+    let path = write_yaml_kubeconfig(
+        &dir,
+        &server,
+        "{exec: {command: ./bin/plugin.sh, apiVersion: client.authentication.k8s.io/v1, interactiveMode: Never}}",
+    );
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    // The server takes only this token, which only the plugin prints.
+    converges_to(&r, &addrs(8080, [1, 2]));
+}
+
+#[test]
+fn with_several_kubeconfig_files_a_users_paths_start_from_the_first_file_that_defines_it() {
+    if !kubectl_runs(
+        "with_several_kubeconfig_files_a_users_paths_start_from_the_first_file_that_defines_it",
+    ) {
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("right-token"));
+    let root = folder("several");
+    for current in ["files", "plugin"] {
+        // The contexts and the cluster in one file; the user `me` in the next two (the first
+        // wins) with a token file next to each; the user `plugin` only in the last, JSON one.
+        let contexts = root.join("contexts");
+        std::fs::create_dir_all(&contexts).expect("contexts");
+        std::fs::write(contexts.join("ca.pem"), TEST_CA_PEM).expect("ca");
+        let rest = format!(
+            "current-context: {current}\ncontexts:\n\
+             - name: files\n  context: {{cluster: fake, user: me, namespace: prod}}\n\
+             - name: plugin\n  context: {{cluster: fake, user: plugin, namespace: prod}}\n"
+        );
+        let contexts = contexts.join("config");
+        std::fs::write(&contexts, kubeconfig_yaml(&server, &rest)).expect("contexts");
+        let first = root.join("first");
+        std::fs::create_dir_all(&first).expect("first");
+        std::fs::write(first.join("token"), "right-token").expect("token");
+        std::fs::write(
+            first.join("config"),
+            "apiVersion: v1\nkind: Config\nusers:\n- name: me\n  user: {tokenFile: token}\n",
+        )
+        .expect("first");
+        let last = root.join("last");
+        std::fs::create_dir_all(last.join("bin")).expect("last");
+        std::fs::write(last.join("token"), "wrong-token").expect("token");
+        std::fs::write(last.join("bin").join("token"), "right-token").expect("token");
+        exec_plugin(&last.join("bin"));
+        std::fs::write(
+            last.join("config.json"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Config", "users": [
+                {"name": "me", "user": {"tokenFile": "token"}},
+                {"name": "plugin", "user": {"exec": {
+                    "command": "./bin/plugin.sh",
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "interactiveMode": "Never",
+                }}},
+            ]})
+            .to_string(),
+        )
+        .expect("last");
+        let config = Config::from_kubeconfig_files([
+            contexts,
+            root.join("missing"),
+            first.join("config"),
+            last.join("config.json"),
+        ])
+        .expect(current);
+        let r = resolve_with(config, "kubernetes:///echo:grpc");
+        // The server takes only the right token.
+        converges_to(&r, &addrs(8080, [1, 2]));
+    }
+}
+
 #[test]
 fn a_yaml_kubeconfig_is_read_through_kubectl() {
-    if std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: kubectl not on PATH");
+    if !kubectl_runs("a_yaml_kubeconfig_is_read_through_kubectl") {
         return;
     }
     let server = tls_cluster(TlsIdentity::test_server(), Some("yaml-token"));
     let dir = folder("yaml");
-    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
-    let path = dir.join("config");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: me\n    namespace: prod\n\
-             clusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority: ca.pem\nusers:\n- name: me\n  user:\n    token: yaml-token\n",
-            server.url()
-        ),
-    )
-    .expect("yaml");
+    let path = write_yaml_kubeconfig(&dir, &server, "{token: yaml-token}");
     let config = Config::from_kubeconfig_file(&path).expect("kubectl reads the YAML");
     let r = resolve_with(config, "kubernetes:///echo:grpc");
     converges_to(&r, &addrs(8080, [1, 2]));
