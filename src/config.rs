@@ -472,8 +472,9 @@ impl Config {
     /// [`kubeconfig_with_kubectl`](Self::kubeconfig_with_kubectl)). Supported: `server` (with a
     /// path prefix), `certificate-authority(-data)`, `tls-server-name`,
     /// `insecure-skip-tls-verify` (with a loud warning), `token`, `tokenFile`, client
-    /// certificates and keys (data or file), `exec` credential plugins, and the context's
-    /// namespace as the default namespace. Relative paths (certificate and token files, and an
+    /// certificates and keys (data or file), `exec` credential plugins (with
+    /// `provideClusterInfo`, given the cluster in `KUBERNETES_EXEC_INFO` as client-go does),
+    /// and the context's namespace as the default namespace. Relative paths (certificate and token files, and an
     /// exec `command` that contains a `/`; a bare command is looked up on `PATH`) are relative
     /// to the folder of the file that defined them, as client-go resolves them: with several
     /// files, the first file that defines the user.

@@ -27,6 +27,23 @@ pub(crate) struct ExecSpec {
     pub env: Option<Vec<EnvVar>>,
     #[serde(rename = "apiVersion")]
     pub api_version: Option<String>,
+    #[serde(rename = "provideClusterInfo")]
+    pub provide_cluster_info: bool,
+    /// `spec.cluster` of `KUBERNETES_EXEC_INFO`, set by the kubeconfig loader when
+    /// `provideClusterInfo` is true.
+    #[serde(skip)]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// The cluster an exec plugin authenticates to, as client-go describes it to the plugin.
+#[derive(Clone, Default)]
+pub(crate) struct ClusterInfo(pub serde_json::Value);
+
+impl fmt::Debug for ClusterInfo {
+    // The exec extension may hold anything a plugin is configured with: leave it out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterInfo")
+    }
 }
 
 /// One `env` entry of an exec section.
@@ -78,10 +95,14 @@ pub(crate) fn run(spec: &ExecSpec) -> Result<ExecToken, Error> {
         .api_version
         .clone()
         .unwrap_or_else(|| "client.authentication.k8s.io/v1".to_string());
+    let mut info_spec = serde_json::json!({"interactive": false});
+    if let Some(cluster) = &spec.cluster {
+        info_spec["cluster"] = cluster.0.clone();
+    }
     let info = serde_json::json!({
         "apiVersion": api_version,
         "kind": "ExecCredential",
-        "spec": {"interactive": false},
+        "spec": info_spec,
     });
     // A relative command was made absolute by the kubeconfig loader; a bare name is looked up
     // on PATH.

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::client::printable;
 use crate::config::{Config, PemSource};
-use crate::exec::ExecSpec;
+use crate::exec::{ClusterInfo, ExecSpec};
 use crate::Error;
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,7 +51,22 @@ struct Cluster {
     tls_server_name: Option<String>,
     #[serde(rename = "proxy-url")]
     proxy_url: Option<String>,
+    #[serde(rename = "disable-compression")]
+    disable_compression: Option<bool>,
+    extensions: Option<Vec<NamedExtension>>,
 }
+
+/// One entry of a cluster's `extensions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NamedExtension {
+    name: String,
+    extension: Option<serde_json::Value>,
+}
+
+/// The name of the cluster extension whose value client-go passes to exec plugins as
+/// `spec.cluster.config`.
+const EXEC_EXTENSION: &str = "client.authentication.k8s.io/exec";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -275,7 +290,7 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
         .and_then(|c| c.context)
         .ok_or_else(|| bad(format!("context {context_name:?} not found")))?;
     let cluster_name = context.cluster.unwrap_or_default();
-    let cluster = k
+    let mut cluster = k
         .clusters
         .unwrap_or_default()
         .into_iter()
@@ -284,6 +299,7 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
         .ok_or_else(|| bad(format!("cluster {cluster_name:?} not found")))?;
     let server = cluster
         .server
+        .take()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad(format!("cluster {cluster_name:?} has no server")))?;
     if cluster.proxy_url.is_some() {
@@ -291,21 +307,22 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
             "proxy-url is not supported; use `kubectl proxy` instead".into(),
         ));
     }
-    let mut config = Config::new(server);
+    let mut config = Config::new(server.clone());
     let pem = |data: Option<String>, file: Option<String>, field: &str, base: Option<&Path>| {
         pem_field(data, file, base).map_err(|()| bad(format!("{field}-data is not base64")))
     };
-    match pem(
-        cluster.certificate_authority_data,
-        cluster.certificate_authority,
+    let ca = pem(
+        cluster.certificate_authority_data.take(),
+        cluster.certificate_authority.take(),
         "certificate-authority",
         origin.cluster_folder(),
-    )? {
-        Some(PemSource::Pem(bytes)) => config = config.ca_pem(bytes),
+    )?;
+    match &ca {
+        Some(PemSource::Pem(bytes)) => config = config.ca_pem(bytes.clone()),
         Some(PemSource::File(file)) => config = config.ca_file(file),
         None => {}
     }
-    if let Some(name) = cluster.tls_server_name.filter(|n| !n.is_empty()) {
+    if let Some(name) = cluster.tls_server_name.clone().filter(|n| !n.is_empty()) {
         config = config.tls_server_name(name);
     }
     if cluster.insecure_skip_tls_verify == Some(true) {
@@ -364,6 +381,19 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
         if relative_command {
             exec.command = relative_to(base, &exec.command).display().to_string();
         }
+        if exec.provide_cluster_info {
+            let ca = match ca {
+                Some(PemSource::File(file)) => Some(std::fs::read(&file).map_err(|e| {
+                    bad(format!(
+                        "cannot read certificate-authority file {} for the exec plugin: {e}",
+                        file.display()
+                    ))
+                })?),
+                Some(PemSource::Pem(pem)) => Some(pem),
+                None => None,
+            };
+            exec.cluster = Some(ClusterInfo(exec_cluster(&server, &cluster, ca.as_deref())));
+        }
         config = config.exec(exec);
     } else if let Some(token) = user.token.filter(|t| !t.is_empty()) {
         config = config.token(token);
@@ -371,6 +401,42 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
         config = config.token_file(relative_to(base, &file));
     }
     Ok(config)
+}
+
+/// What client-go gives an exec plugin with `provideClusterInfo: true` as `spec.cluster`
+/// (`ConfigToExecCluster`): empty and false fields left out, the CA as base64 of its PEM, and
+/// the cluster's exec extension as `config`.
+fn exec_cluster(server: &str, cluster: &Cluster, ca: Option<&[u8]>) -> serde_json::Value {
+    let mut info = serde_json::Map::new();
+    info.insert("server".into(), server.into());
+    if let Some(name) = cluster.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
+        info.insert("tls-server-name".into(), name.into());
+    }
+    if cluster.insecure_skip_tls_verify == Some(true) {
+        info.insert("insecure-skip-tls-verify".into(), true.into());
+    }
+    if let Some(pem) = ca.filter(|pem| !pem.is_empty()) {
+        info.insert(
+            "certificate-authority-data".into(),
+            encode_base64(pem).into(),
+        );
+    }
+    if let Some(proxy) = cluster.proxy_url.as_deref().filter(|p| !p.is_empty()) {
+        info.insert("proxy-url".into(), proxy.into());
+    }
+    if cluster.disable_compression == Some(true) {
+        info.insert("disable-compression".into(), true.into());
+    }
+    let extension = cluster
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.name == EXEC_EXTENSION)
+        .and_then(|e| e.extension.clone());
+    if let Some(extension) = extension {
+        info.insert("config".into(), extension);
+    }
+    serde_json::Value::Object(info)
 }
 
 /// A `*-data` field (base64 PEM, which wins) or its file form (relative to the kubeconfig's
@@ -402,6 +468,27 @@ fn relative_to(base: Option<&Path>, file: &str) -> PathBuf {
         ),
         _ => PathBuf::from(file),
     }
+}
+
+/// Standard base64 with padding, as Go encodes a `[]byte` in JSON.
+fn encode_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let bits = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        // A group of n bytes fills n + 1 characters; `=` pads it to four.
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(bits >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Standard base64 with padding, whitespace ignored (kubeconfig `*-data` fields).
@@ -447,6 +534,70 @@ mod tests {
         assert_eq!(decode_base64(""), Some(Vec::new()));
         assert_eq!(decode_base64("aGV$"), None);
         assert_eq!(decode_base64("aG=Vs"), None);
+    }
+
+    #[test]
+    fn base64_encodes_as_go_does_and_decodes_back() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("hello", "aGVsbG8="),
+        ] {
+            assert_eq!(encode_base64(plain.as_bytes()), encoded);
+        }
+        let bytes: Vec<u8> = (0..=255).collect();
+        for len in 0..bytes.len() {
+            let encoded = encode_base64(&bytes[..len]);
+            assert_eq!(encoded.len() % 4, 0);
+            assert_eq!(decode_base64(&encoded).as_deref(), Some(&bytes[..len]));
+        }
+    }
+
+    fn cluster(json: serde_json::Value) -> Cluster {
+        serde_json::from_value(json).expect("cluster")
+    }
+
+    #[test]
+    fn an_exec_plugin_gets_the_cluster_as_client_go_describes_it() {
+        let full = cluster(serde_json::json!({
+            "server": "ignored: the caller gives it",
+            "tls-server-name": "api.internal",
+            "insecure-skip-tls-verify": true,
+            "proxy-url": "http://proxy:3128",
+            "disable-compression": true,
+            "extensions": [
+                {"name": "other", "extension": {"audience": "wrong"}},
+                {"name": "client.authentication.k8s.io/exec", "extension": {"audience": "06e3fbd18de8", "n": [1]}},
+            ],
+        }));
+        assert_eq!(
+            exec_cluster("https://10.0.0.1:6443", &full, Some(b"PEM")),
+            serde_json::json!({
+                "server": "https://10.0.0.1:6443",
+                "tls-server-name": "api.internal",
+                "insecure-skip-tls-verify": true,
+                "certificate-authority-data": "UEVN",
+                "proxy-url": "http://proxy:3128",
+                "disable-compression": true,
+                "config": {"audience": "06e3fbd18de8", "n": [1]},
+            })
+        );
+        // Empty and false fields are left out, as Go's `omitempty` does.
+        let bare = cluster(serde_json::json!({
+            "tls-server-name": "",
+            "insecure-skip-tls-verify": false,
+            "extensions": [{"name": "other", "extension": {"audience": "wrong"}}],
+        }));
+        assert_eq!(
+            exec_cluster("https://h", &bare, Some(b"")),
+            serde_json::json!({"server": "https://h"})
+        );
+        assert_eq!(
+            exec_cluster("https://h", &Cluster::default(), None),
+            serde_json::json!({"server": "https://h"})
+        );
     }
 
     #[test]

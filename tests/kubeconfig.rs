@@ -183,14 +183,15 @@ fn insecure_skip_tls_verify_is_honoured_only_from_a_kubeconfig() {
 }
 
 /// An exec plugin script that prints the token in `dir/token`, counts its runs in `dir/runs`,
-/// and saves `KUBERNETES_EXEC_INFO` to `dir/info`.
+/// and saves `KUBERNETES_EXEC_INFO` to `dir/info`. It answers in the apiVersion it was asked in.
 fn exec_plugin(dir: &Path) -> PathBuf {
     let script = dir.join("plugin.sh");
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\nD={}\necho run >> \"$D/runs\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$D/info\"\n\
-             printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}' \"$(cat \"$D/token\")\"\n",
+             V=$(sed -n 's/.*\"apiVersion\":\"\\([^\"]*\\)\".*/\\1/p' \"$D/info\")\n\
+             printf '{{\"apiVersion\":\"%s\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}' \"$V\" \"$(cat \"$D/token\")\"\n",
             dir.display()
         ),
     )
@@ -252,6 +253,109 @@ fn an_exec_plugin_token_is_cached_and_fetched_again_after_a_401() {
     assert_eq!(
         server.requests().last().and_then(|q| q.bearer_token()),
         Some("exec-2")
+    );
+}
+
+/// What the plugin of `dir` found in `KUBERNETES_EXEC_INFO` when it last ran.
+fn exec_info(dir: &Path) -> serde_json::Value {
+    let info = std::fs::read_to_string(dir.join("info")).expect("the plugin ran");
+    serde_json::from_str(&info).expect("KUBERNETES_EXEC_INFO is JSON")
+}
+
+/// A cluster whose CA file is named relatively, with a tls-server-name and two extensions.
+fn cluster_for_exec_plugins(server: &FakeApiServer, dir: &Path) -> serde_json::Value {
+    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
+    serde_json::json!({
+        "server": server.url(),
+        "certificate-authority": "ca.pem",
+        "tls-server-name": "localhost",
+        "extensions": [
+            {"name": "client.authentication.k8s.io/exec", "extension": {"audience": "kuberesolver-test", "region": ["eu", 1]}},
+            {"name": "another-extension", "extension": {"audience": "not-this-one"}},
+        ],
+    })
+}
+
+#[test]
+fn an_exec_plugin_that_asks_for_cluster_info_gets_the_server_ca_name_and_exec_extension() {
+    let server = tls_cluster(TlsIdentity::test_server(), Some("exec-cluster"));
+    let dir = folder("exec-cluster");
+    std::fs::write(dir.join("token"), "exec-cluster").expect("token");
+    let script = exec_plugin(&dir);
+    for provide_cluster_info in [true, false] {
+        let path = write_kubeconfig(
+            &dir,
+            cluster_for_exec_plugins(&server, &dir),
+            serde_json::json!({"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": script.display().to_string(),
+                "interactiveMode": "Never",
+                "provideClusterInfo": provide_cluster_info,
+            }}),
+        );
+        let r = resolve_with(
+            Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+            "kubernetes:///echo:grpc",
+        );
+        converges_to(&r, &addrs(8080, [1, 2]));
+        let spec = &exec_info(&dir)["spec"];
+        if provide_cluster_info {
+            assert_eq!(
+                spec["cluster"],
+                serde_json::json!({
+                    "server": server.url(),
+                    "certificate-authority-data": base64(TEST_CA_PEM.as_bytes()),
+                    "tls-server-name": "localhost",
+                    "config": {"audience": "kuberesolver-test", "region": ["eu", 1]},
+                }),
+                "{spec}"
+            );
+        } else {
+            assert_eq!(spec, &serde_json::json!({"interactive": false}));
+        }
+    }
+}
+
+#[test]
+fn an_exec_plugin_gets_the_same_cluster_info_from_us_as_from_kubectl() {
+    if !kubectl_runs("an_exec_plugin_gets_the_same_cluster_info_from_us_as_from_kubectl") {
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("exec-cluster"));
+    let dir = folder("exec-cluster-kubectl");
+    std::fs::write(dir.join("token"), "exec-cluster").expect("token");
+    let script = exec_plugin(&dir);
+    // v1beta1, which every kubectl since 1.20 (the first with provideClusterInfo) speaks.
+    let path = write_kubeconfig(
+        &dir,
+        cluster_for_exec_plugins(&server, &dir),
+        serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": script.display().to_string(),
+            "provideClusterInfo": true,
+        }}),
+    );
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["get", "--raw", "/api/v1/namespaces/prod/endpoints/echo"])
+        .env("KUBECONFIG", &path)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        kubectl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    let from_kubectl = exec_info(&dir);
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+    let from_us = exec_info(&dir);
+    assert_eq!(from_us["spec"]["cluster"], from_kubectl["spec"]["cluster"]);
+    assert!(
+        from_us["spec"]["cluster"]["config"].is_object(),
+        "{from_us}"
     );
 }
 
