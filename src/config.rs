@@ -337,7 +337,9 @@ impl Config {
     }
 
     /// The name to verify the server's certificate against, instead of the URL's host
-    /// (kubeconfig `tls-server-name`). Connections still go to the URL's host.
+    /// (kubeconfig `tls-server-name`). As with client-go, the name is only the TLS server name
+    /// (SNI) and the name verified; connections still go to the URL's host, and the `Host`
+    /// header still names it.
     ///
     /// Default: the URL's host. Needs an `https://` server URL.
     ///
@@ -728,18 +730,22 @@ impl Config {
             Some(TokenSpec::File(path)) => Some(Arc::new(TokenSource::file(path.clone())?)),
             Some(TokenSpec::Exec(spec)) => Some(Arc::new(TokenSource::exec(spec.clone())?)),
         };
-        let (base, connect_to) = match &self.tls_server_name {
-            None => (server.base, None),
+        let (base, connect_to, host_header) = match &self.tls_server_name {
+            None => (server.base, None, None),
             Some(name) => {
                 if name.is_empty() || name.contains(['/', ':', '@', ' ', '?', '#']) {
                     return Err(Error::config(format!("bad tls-server-name {name:?}")));
                 }
-                // Connect to the URL's host, verify the certificate for `name`: the URL
-                // names `name`, and a resolver maps it back to the real host.
+                // As client-go: connect to the URL's host and send it as `Host` (a proxy or
+                // load balancer in front of the API server may route on it), and use `name`
+                // only for SNI and to verify the certificate. ureq takes both SNI and the
+                // verified name from the URL, so the URL names `name`, a resolver maps it
+                // back to the real host, and the request carries an explicit `Host`.
                 let real = server.authority_with_port.clone();
                 (
                     format!("https://{name}:{}{}", server.port, server.path),
                     Some((name.clone(), real)),
+                    Some(server.authority.clone()),
                 )
             }
         };
@@ -756,6 +762,7 @@ impl Config {
             client,
             insecure: self.insecure,
             connect_to,
+            host_header,
             token,
             namespace: self.namespace.clone(),
         })
@@ -773,6 +780,8 @@ pub(crate) struct Prepared {
     pub insecure: bool,
     /// With a tls-server-name: (the name in `base`, the real `host:port` to connect to).
     pub connect_to: Option<(String, String)>,
+    /// With a tls-server-name: the `Host` header, the server URL's authority as written.
+    pub host_header: Option<String>,
     pub token: Option<Arc<TokenSource>>,
     pub namespace: Option<String>,
 }
@@ -780,6 +789,8 @@ pub(crate) struct Prepared {
 struct Server {
     base: String,
     https: bool,
+    /// `host[:port]` as written in the URL.
+    authority: String,
     /// `host:port` with the default port filled in.
     authority_with_port: String,
     port: u16,
@@ -858,6 +869,7 @@ fn parse_server(url: &str) -> Result<Server, Error> {
             if https { "https" } else { "http" }
         ),
         https,
+        authority: authority.to_string(),
         authority_with_port: format!("{host}:{port}"),
         port,
         path: path.to_string(),

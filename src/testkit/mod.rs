@@ -485,6 +485,7 @@ impl Verb {
 /// assert_eq!((list.status, watch.status), (200, 200));
 /// assert!(watch.is_watch() && watch.at >= list.at);
 /// assert!(!list.authorization); // no token configured
+/// assert_eq!(list.host, Some(server.addr().to_string())); // 127.0.0.1:<port>
 /// println!("connections: {} then {}", list.connection, watch.connection);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -511,6 +512,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// Whether an `Authorization` header was present.
     pub authorization: bool,
+    /// The `Host` header, when there was one: what an API server behind a name-based proxy
+    /// routes on.
+    pub host: Option<String>,
     /// Which connection carried it (requests on a kept-alive connection share the id).
     pub connection: u64,
     token: Option<String>,
@@ -645,6 +649,7 @@ impl fmt::Debug for RequestRecord {
             .field("verb", &self.verb)
             .field("status", &self.status)
             .field("authorization", &self.authorization)
+            .field("host", &self.host)
             .field("connection", &self.connection)
             .field("at", &self.at)
             .finish_non_exhaustive()

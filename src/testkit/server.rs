@@ -334,6 +334,7 @@ fn record_request(
         at: Instant::now(),
         status: 0,
         authorization: req.is_some_and(|r| r.header("authorization").is_some()),
+        host: req.and_then(|r| r.header("host")).map(str::to_owned),
         connection: conn,
         token: token.map(str::to_owned),
     });
