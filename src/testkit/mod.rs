@@ -9,7 +9,7 @@
 //!   with `labelSelector=kubernetes.io/service-name=SVC`.
 //!
 //! Lists answer `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":..},"items":[..]}`
-//! (items without `kind`/`apiVersion`). Watches (`watch=1`, `resourceVersion`,
+//! (items without `kind`/`apiVersion`). Watches (`watch=true`, `1` or empty; `resourceVersion`,
 //! `allowWatchBookmarks`, `timeoutSeconds`) stream newline-terminated JSON events in a
 //! chunked `200` body: synthetic `ADDED` events from resourceVersion `0` (or unset), a
 //! replay of later events from any other resourceVersion, an `ERROR` event with code 410
@@ -433,7 +433,7 @@ pub enum Verb {
     Get,
     /// LIST of a collection.
     List,
-    /// WATCH (`watch=1`).
+    /// WATCH (`watch=true`; `watch=1` and an empty `watch=` count too, as on a real server).
     Watch,
 }
 
@@ -532,7 +532,7 @@ impl RequestRecord {
     /// #     .spawn()?;
     /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
     /// let watch = &server.requests()[1];
-    /// assert_eq!(watch.param("watch"), Some("1"));
+    /// assert_eq!(watch.param("watch"), Some("true")); // as kubectl and client-go send it
     /// assert_eq!(watch.param("allowWatchBookmarks"), Some("true"));
     /// assert!(watch.param("resourceVersion").is_some());
     /// assert_eq!(watch.param("limit"), None);
@@ -870,7 +870,7 @@ impl Builder {
     ///     .start()?;
     /// // `get` sends a GET over a plain TcpStream and returns the raw response.
     /// // A watch that asks for an hour ends cleanly after 50 ms: the terminating chunk.
-    /// let path = "/api/v1/namespaces/prod/endpoints?watch=1&timeoutSeconds=3600";
+    /// let path = "/api/v1/namespaces/prod/endpoints?watch=true&timeoutSeconds=3600";
     /// let response = get(&server, path)?;
     /// assert!(response.ends_with("0\r\n\r\n"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -1376,7 +1376,7 @@ impl FakeApiServer {
     /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
     /// server.compact();
     /// // `get` sends a GET over a plain TcpStream and returns the raw response.
-    /// let path = format!("/api/v1/namespaces/prod/endpoints?watch=1&resourceVersion={old}");
+    /// let path = format!("/api/v1/namespaces/prod/endpoints?watch=true&resourceVersion={old}");
     /// let response = get(&server, &path)?;
     /// assert!(response.starts_with("HTTP/1.1 200 OK"));
     /// assert!(response.contains(r#""code":410"#));

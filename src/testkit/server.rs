@@ -652,6 +652,7 @@ mod tests {
     fn bools_and_bearer() {
         assert_eq!(parse_bool("w", Some("")), Ok(true));
         assert_eq!(parse_bool("w", Some("1")), Ok(true));
+        assert_eq!(parse_bool("w", Some("true")), Ok(true));
         assert_eq!(parse_bool("w", Some("false")), Ok(false));
         assert_eq!(parse_bool("w", None), Ok(false));
         assert!(parse_bool("w", Some("yes")).is_err());
