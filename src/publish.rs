@@ -4,7 +4,8 @@
 //! The current snapshot sits behind an `RwLock` that is held only to clone or swap an `Arc`.
 //! Each subscriber has a bounded(1) channel: publishing replaces a snapshot the subscriber has
 //! not read yet (latest wins), never blocks, and forgets subscribers whose [`Updates`] was
-//! dropped.
+//! dropped; subscribing sweeps them out too (amortised), so a quiet Service does not
+//! collect dropped subscriptions between publishes.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,12 +87,34 @@ struct Subscriber {
     offered: u64,
 }
 
+/// The subscribers, and when to next sweep out those whose [`Updates`] was dropped.
+#[derive(Default)]
+struct Subscribers {
+    list: Vec<Subscriber>,
+    /// Sweep when the list reaches this length: twice what was alive after the last sweep,
+    /// so each sweep is paid for by as many subscriptions as it may visit.
+    sweep_at: usize,
+}
+
+/// The list never sweeps below this length: a few dead entries cost nothing.
+const MIN_SWEEP_AT: usize = 16;
+
+impl Subscribers {
+    fn push(&mut self, subscriber: Subscriber) {
+        if self.list.len() >= self.sweep_at.max(MIN_SWEEP_AT) {
+            self.list.retain(|s| s.alive.strong_count() > 0);
+            self.sweep_at = self.list.len() * 2;
+        }
+        self.list.push(subscriber);
+    }
+}
+
 /// State shared by a resolver, its watcher thread, its pickers and subscribers.
 pub(crate) struct Shared {
     current: RwLock<Snapshot>,
     /// The current snapshot's version, readable without a lock (for the picker).
     version: AtomicU64,
-    subscribers: Mutex<Vec<Subscriber>>,
+    subscribers: Mutex<Subscribers>,
     status: Mutex<Status>,
     changed: Condvar,
     id: u64,
@@ -108,7 +131,7 @@ impl Shared {
         Shared {
             current: RwLock::new(Snapshot::unresolved()),
             version: AtomicU64::new(0),
-            subscribers: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Subscribers::default()),
             status: Mutex::new(Status::new()),
             changed: Condvar::new(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -149,7 +172,9 @@ impl Shared {
             status.counters.publishes += 1;
         }
         self.changed.notify_all();
-        lock(&self.subscribers).retain_mut(|s| offer(s, snapshot.clone()));
+        lock(&self.subscribers)
+            .list
+            .retain_mut(|s| offer(s, snapshot.clone()));
         Some(snapshot)
     }
 
@@ -177,8 +202,14 @@ impl Shared {
     #[cfg(test)]
     pub(crate) fn subscriber_count(&self) -> usize {
         let mut subscribers = lock(&self.subscribers);
-        subscribers.retain(|s| s.alive.strong_count() > 0);
-        subscribers.len()
+        subscribers.list.retain(|s| s.alive.strong_count() > 0);
+        subscribers.list.len()
+    }
+
+    /// Entries in the subscriber list, dropped ones not swept yet included.
+    #[cfg(test)]
+    fn subscriber_entries(&self) -> usize {
+        lock(&self.subscribers).list.len()
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -204,7 +235,7 @@ impl Shared {
     /// The watcher stopped: end every subscription and wake `wait_ready`.
     pub(crate) fn stop(&self) {
         lock(&self.status).stopped = true;
-        lock(&self.subscribers).clear();
+        lock(&self.subscribers).list.clear();
         self.changed.notify_all();
     }
 
@@ -324,6 +355,34 @@ mod tests {
         shared.publish(endpoints(&[1]));
         assert_eq!(shared.subscriber_count(), 1);
         assert!(kept.try_recv().is_ok());
+    }
+
+    #[test]
+    fn dropped_subscriptions_are_swept_without_a_publish() {
+        let shared = Shared::new();
+        shared.publish(endpoints(&[1]));
+        let kept: Vec<Updates> = (0..5).map(|_| shared.subscribe()).collect();
+        let mut most = 0;
+        for _ in 0..10_000 {
+            drop(shared.subscribe());
+            most = most.max(shared.subscriber_entries());
+        }
+        assert!(
+            most <= 2 * MIN_SWEEP_AT,
+            "{most} entries for 5 live subscribers"
+        );
+        assert_eq!(shared.subscriber_count(), 5);
+        // Many live subscribers are all kept, and the sweeps stay amortised.
+        let more: Vec<Updates> = (0..1000).map(|_| shared.subscribe()).collect();
+        for _ in 0..10_000 {
+            drop(shared.subscribe());
+        }
+        assert!(shared.subscriber_entries() <= 2 * (1005 + 1));
+        assert_eq!(shared.subscriber_count(), 1005);
+        shared.publish(endpoints(&[2]));
+        for updates in kept.iter().chain(&more) {
+            assert_eq!(updates.try_iter().last().map(|s| s.version()), Some(2));
+        }
     }
 
     #[test]
