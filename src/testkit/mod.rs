@@ -378,6 +378,15 @@ pub enum Failure {
     Unavailable,
     /// 500 `InternalError` Status.
     InternalError,
+    /// This HTTP status and this body as `application/json`, as is (with a
+    /// `Content-Length`): e.g. a `200` whose body is one List or one Status, as a proxy or
+    /// mock that does not stream watches answers a watch.
+    Body {
+        /// HTTP status code, e.g. 200.
+        code: u16,
+        /// The body, sent byte for byte (no newline added).
+        body: String,
+    },
     /// Read the request, then close the connection without answering.
     CloseWithoutAnswer,
     /// Read the request and never answer (until shutdown, or until the client gives up).
@@ -678,6 +687,7 @@ pub struct Builder {
     bookmark_interval: Duration,
     max_watch_timeout: Option<Duration>,
     user: String,
+    ignore_selectors: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -691,6 +701,7 @@ impl fmt::Debug for Builder {
             .field("bookmark_interval", &self.bookmark_interval)
             .field("max_watch_timeout", &self.max_watch_timeout)
             .field("user", &self.user)
+            .field("ignore_selectors", &self.ignore_selectors)
             .finish()
     }
 }
@@ -908,6 +919,38 @@ impl Builder {
         self
     }
 
+    /// Ignore `fieldSelector` and `labelSelector` on lists and watches, and answer with every
+    /// object of the namespace, as some proxies and mock servers do (a name in the path still
+    /// counts). Default: `false`, selectors apply as on a real API server.
+    ///
+    /// A resolver must check on its side that an object belongs to its Service.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::builder().ignore_selectors(true).start()?;
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+    /// server.set_endpoints("prod", "other", &[("grpc", 8080)], &[Pod::new("other-1", [10, 0, 9, 1])]);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let response = get(&server, "/api/v1/namespaces/prod/endpoints?fieldSelector=metadata.name%3Decho")?;
+    /// assert!(response.contains(r#""name":"echo""#));
+    /// assert!(response.contains(r#""name":"other""#)); // not selected, sent anyway
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn ignore_selectors(mut self, ignore: bool) -> Builder {
+        self.ignore_selectors = ignore;
+        self
+    }
+
     /// Starts the server.
     ///
     /// # Errors
@@ -941,6 +984,7 @@ impl Builder {
             max_watch_timeout: self.max_watch_timeout,
             tls,
             user: self.user,
+            ignore_selectors: self.ignore_selectors,
         };
         let server = FakeApiServer {
             shared: Arc::new(Shared::new(state, config)),
@@ -1025,6 +1069,7 @@ impl FakeApiServer {
             bookmark_interval: Duration::from_secs(60),
             max_watch_timeout: None,
             user: "system:serviceaccount:default:test".to_owned(),
+            ignore_selectors: false,
         }
     }
 
