@@ -155,7 +155,10 @@ impl Shared {
 
     /// Publish `endpoints` if they differ from the current snapshot, or if nothing was
     /// published yet. Returns the new snapshot when one was published.
+    ///
+    /// The endpoints come from a successful resolve, so the state is no longer frozen.
     pub(crate) fn publish(&self, endpoints: Vec<Endpoint>) -> Option<Snapshot> {
+        lock(&self.status).frozen_since = None;
         let current = self.current();
         if current.version() > 0 && current.same_endpoints(&endpoints) {
             return None;
@@ -223,11 +226,27 @@ impl Shared {
 
     /// Record a failure: status only, never a publish.
     pub(crate) fn record_error(&self, error: Error) {
+        self.record(error, false);
+    }
+
+    /// Record that the state the API sent cannot be resolved (the target's port cannot be
+    /// chosen): the snapshot stays frozen at the last good one, and the status says so until
+    /// a resolve succeeds ([`publish`](Self::publish)).
+    pub(crate) fn record_unresolvable(&self, error: Error) {
+        self.record(error, true);
+    }
+
+    fn record(&self, error: Error, unresolvable: bool) {
         {
             let mut status = lock(&self.status);
+            let now = SystemTime::now();
             status.counters.errors += 1;
             status.last_error = Some(error);
-            status.last_error_at = Some(SystemTime::now());
+            status.last_error_at = Some(now);
+            if unresolvable && status.frozen_since.is_none() {
+                // The sync that brought the unresolvable state; the snapshot is older.
+                status.frozen_since = Some(status.last_sync.unwrap_or(now));
+            }
         }
         self.changed.notify_all();
     }
@@ -383,6 +402,38 @@ mod tests {
         for updates in kept.iter().chain(&more) {
             assert_eq!(updates.try_iter().last().map(|s| s.version()), Some(2));
         }
+    }
+
+    #[test]
+    fn an_unresolvable_state_is_frozen_until_a_resolve_succeeds() {
+        let shared = Shared::new();
+        let sync = |shared: &Shared, at: u64| {
+            shared.update_status(|s| {
+                s.last_sync = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at))
+            })
+        };
+        let port_error = || Error::port("several ports and none named");
+        sync(&shared, 10);
+        shared.publish(endpoints(&[1]));
+        assert_eq!(shared.status().frozen_since, None);
+        sync(&shared, 20);
+        shared.record_unresolvable(port_error());
+        let frozen = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(20));
+        assert_eq!(shared.status().frozen_since, frozen);
+        // Later syncs and failures do not move it; other errors do not freeze.
+        sync(&shared, 30);
+        shared.record_unresolvable(port_error());
+        shared.record_error(Error::transport("reset"));
+        assert_eq!(shared.status().frozen_since, frozen);
+        // A successful resolve thaws it, even when it publishes nothing new.
+        assert!(shared.publish(endpoints(&[1])).is_none());
+        assert_eq!(shared.status().frozen_since, None);
+        shared.record_error(Error::transport("reset"));
+        assert_eq!(shared.status().frozen_since, None);
+        // Never synced: frozen from now.
+        let fresh = Shared::new();
+        fresh.record_unresolvable(port_error());
+        assert!(fresh.status().frozen_since.is_some());
     }
 
     #[test]

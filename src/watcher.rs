@@ -224,7 +224,12 @@ impl Watcher {
                     );
                 }
             }
-            Err(e) => self.fail(e),
+            Err(e) => {
+                if !self.stopping() {
+                    warn!("{}: {e}", s.label);
+                    self.shared.record_unresolvable(e);
+                }
+            }
         }
     }
 
