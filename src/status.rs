@@ -41,7 +41,9 @@ pub struct Counters {
     /// Requests made after the first list: every re-watch and every relist.
     pub reconnects: u64,
     /// Lists after the first attempt: after a 410 (the resourceVersion expired), after
-    /// malformed data, and each retry of a failed list.
+    /// malformed data or an `ERROR` event, each retry of a failed list, and each probe of
+    /// EndpointSlices by [`Source::Auto`] on its Endpoints fallback. (Auto's list of
+    /// Endpoints right after a refused slice list is part of the same attempt.)
     pub relists: u64,
     /// Failures of any kind (each one also sets [`Status::last_error`]).
     pub errors: u64,
