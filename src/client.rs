@@ -167,7 +167,7 @@ impl Client {
         timeout_seconds: u64,
     ) -> Result<WatchStream, Error> {
         let path = format!(
-            "{}?{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout_seconds}",
+            "{}?{}&watch=true&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout_seconds}",
             resource.collection(namespace),
             resource.selector(service),
             query_escape(resource_version),

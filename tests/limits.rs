@@ -49,7 +49,7 @@ fn hostile(
             let stop = stop2.clone();
             std::thread::spawn(move || {
                 while let Some(line) = request_line(&stream) {
-                    if line.contains("watch=1") || line.contains("hostile") {
+                    if line.contains("watch=true") || line.contains("hostile") {
                         let finished = endless(&mut stream, &line);
                         sent.fetch_add(1, Ordering::Relaxed);
                         // A body that ended cleanly leaves the connection open for the next

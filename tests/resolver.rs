@@ -248,7 +248,7 @@ fn the_first_list_uses_the_field_selector_and_the_watch_starts_at_the_lists_vers
     );
     assert!(requests[1].is_watch());
     assert_eq!(requests[1].param("resourceVersion"), Some(rv.as_str()));
-    assert_eq!(requests[1].param("watch"), Some("1"));
+    assert_eq!(requests[1].param("watch"), Some("true"));
 }
 
 #[test]
