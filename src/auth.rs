@@ -134,4 +134,14 @@ mod tests {
         assert_eq!(out, b"GET / HTTP/1.1\r\nauthorization: Bearer tok\r\n\r\n");
         assert_eq!(replace(b"none here", b"xx", b"y"), b"none here");
     }
+
+    #[test]
+    fn ureq_is_pinned_to_one_minor_release_because_its_unversioned_traits_are_implemented() {
+        let manifest = include_str!("../Cargo.toml");
+        let ureq = manifest
+            .lines()
+            .find(|line| line.starts_with("ureq ="))
+            .unwrap_or_default();
+        assert!(ureq.contains(r#"version = "~3.5""#), "{ureq:?}");
+    }
 }

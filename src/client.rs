@@ -45,6 +45,8 @@ pub(crate) struct Timeouts {
 pub(crate) struct Client {
     agent: ureq::Agent,
     base: String,
+    /// An explicit `Host` header, when the URL carries a tls-server-name instead of the host.
+    host: Option<String>,
     token: Option<Arc<TokenSource>>,
 }
 
@@ -97,6 +99,7 @@ impl Client {
         Client {
             agent,
             base: prepared.base.clone(),
+            host: prepared.host_header.clone(),
             token: prepared.token.clone(),
         }
     }
@@ -114,6 +117,9 @@ impl Client {
     fn get(&self, path_and_query: &str) -> Result<Response<Body>, Error> {
         let url = format!("{}{}", self.base, path_and_query);
         let mut request = self.agent.get(&url);
+        if let Some(host) = &self.host {
+            request = request.header("Host", host);
+        }
         if self.token.is_some() {
             request = request.header("Authorization", format!("Bearer {PLACEHOLDER}"));
         }
@@ -161,7 +167,7 @@ impl Client {
         timeout_seconds: u64,
     ) -> Result<WatchStream, Error> {
         let path = format!(
-            "{}?{}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout_seconds}",
+            "{}?{}&watch=true&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={timeout_seconds}",
             resource.collection(namespace),
             resource.selector(service),
             query_escape(resource_version),

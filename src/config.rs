@@ -337,7 +337,9 @@ impl Config {
     }
 
     /// The name to verify the server's certificate against, instead of the URL's host
-    /// (kubeconfig `tls-server-name`). Connections still go to the URL's host.
+    /// (kubeconfig `tls-server-name`). As with client-go, the name is only the TLS server name
+    /// (SNI) and the name verified; connections still go to the URL's host, and the `Host`
+    /// header still names it.
     ///
     /// Default: the URL's host. Needs an `https://` server URL.
     ///
@@ -472,8 +474,12 @@ impl Config {
     /// [`kubeconfig_with_kubectl`](Self::kubeconfig_with_kubectl)). Supported: `server` (with a
     /// path prefix), `certificate-authority(-data)`, `tls-server-name`,
     /// `insecure-skip-tls-verify` (with a loud warning), `token`, `tokenFile`, client
-    /// certificates and keys (data or file), `exec` credential plugins, and the context's
-    /// namespace as the default namespace. Relative paths are relative to the kubeconfig.
+    /// certificates and keys (data or file), `exec` credential plugins (with
+    /// `provideClusterInfo`, given the cluster in `KUBERNETES_EXEC_INFO` as client-go does),
+    /// and the context's namespace as the default namespace. Relative paths (certificate and token files, and an
+    /// exec `command` that contains a `/`; a bare command is looked up on `PATH`) are relative
+    /// to the folder of the file that defined them, as client-go resolves them: with several
+    /// files, the first file that defines the user.
     /// Not supported, and a clear error: `proxy-url`, basic auth and `auth-provider`.
     ///
     /// ```no_run
@@ -535,6 +541,29 @@ impl Config {
     /// ```
     pub fn from_kubeconfig_file(path: impl Into<PathBuf>) -> Result<Config, Error> {
         crate::kubeconfig::load(&[path.into()], Path::new("kubectl"))
+    }
+
+    /// The current context of several kubeconfig files merged as kubectl merges a
+    /// `KUBECONFIG` list: for a name defined in several files, the first file wins; files
+    /// that do not exist are skipped.
+    ///
+    /// Read through `kubectl` on `PATH` unless there is one JSON file. Relative paths are
+    /// relative to the folder of the file that defined them (for a user's token file or exec
+    /// command: the first file that defines the user). Supports what
+    /// [`kubeconfig`](Self::kubeconfig) supports.
+    ///
+    /// ```no_run
+    /// use kuberesolver::Config;
+    ///
+    /// // The cluster and context in one file, the credentials in another.
+    /// let config = Config::from_kubeconfig_files(["/etc/kube/clusters", "/home/me/.kube/users"])?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
+    pub fn from_kubeconfig_files<P: Into<PathBuf>>(
+        paths: impl IntoIterator<Item = P>,
+    ) -> Result<Config, Error> {
+        let paths: Vec<PathBuf> = paths.into_iter().map(Into::into).collect();
+        crate::kubeconfig::load(&paths, Path::new("kubectl"))
     }
 
     /// The server URL as given.
@@ -612,9 +641,17 @@ impl Config {
         Ok(config)
     }
 
-    /// The configuration for wherever the program runs: [`in_cluster`](Self::in_cluster) when
-    /// `KUBERNETES_SERVICE_HOST` is set, else the user's [`kubeconfig`](Self::kubeconfig),
-    /// else an error that says what was tried.
+    /// The configuration for wherever the program runs, in the order kubectl and
+    /// controller-runtime use:
+    ///
+    /// 1. the kubeconfig files `KUBECONFIG` names, when it is set and one of them exists (even
+    ///    in a pod: setting it is a choice, such as a sidecar that reaches another cluster);
+    /// 2. [`in_cluster`](Self::in_cluster), when `KUBERNETES_SERVICE_HOST` is set (a pod);
+    /// 3. `~/.kube/config`, only when `KUBECONFIG` is not set (as with kubectl, a `KUBECONFIG`
+    ///    replaces the default file rather than adding to it);
+    ///
+    /// else an error that says what was tried. A kubeconfig that exists but cannot be used is
+    /// an error, not a reason to try the next.
     ///
     /// What [`Resolver::spawn`](crate::Resolver::spawn) uses, and a
     /// [`Builder`](crate::Builder) without [`config`](crate::Builder::config).
@@ -640,10 +677,14 @@ impl Config {
         service_account: &Path,
         kubectl: &Path,
     ) -> Result<Config, Error> {
+        let listed = crate::kubeconfig::listed(env);
+        if let Some(files) = listed.as_ref().filter(|f| f.iter().any(|f| f.is_file())) {
+            return crate::kubeconfig::load(files, kubectl);
+        }
         if env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()) {
             return Config::in_cluster_from(env, service_account);
         }
-        let files = crate::kubeconfig::locate(env);
+        let files = listed.unwrap_or_else(|| crate::kubeconfig::in_home(env));
         crate::kubeconfig::load(&files, kubectl).map_err(|e| {
             Error::config(format!(
                 "cannot infer the API server: not in a pod (KUBERNETES_SERVICE_HOST is not set), and {e}; \
@@ -689,18 +730,22 @@ impl Config {
             Some(TokenSpec::File(path)) => Some(Arc::new(TokenSource::file(path.clone())?)),
             Some(TokenSpec::Exec(spec)) => Some(Arc::new(TokenSource::exec(spec.clone())?)),
         };
-        let (base, connect_to) = match &self.tls_server_name {
-            None => (server.base, None),
+        let (base, connect_to, host_header) = match &self.tls_server_name {
+            None => (server.base, None, None),
             Some(name) => {
                 if name.is_empty() || name.contains(['/', ':', '@', ' ', '?', '#']) {
                     return Err(Error::config(format!("bad tls-server-name {name:?}")));
                 }
-                // Connect to the URL's host, verify the certificate for `name`: the URL
-                // names `name`, and a resolver maps it back to the real host.
+                // As client-go: connect to the URL's host and send it as `Host` (a proxy or
+                // load balancer in front of the API server may route on it), and use `name`
+                // only for SNI and to verify the certificate. ureq takes both SNI and the
+                // verified name from the URL, so the URL names `name`, a resolver maps it
+                // back to the real host, and the request carries an explicit `Host`.
                 let real = server.authority_with_port.clone();
                 (
                     format!("https://{name}:{}{}", server.port, server.path),
                     Some((name.clone(), real)),
+                    Some(server.authority.clone()),
                 )
             }
         };
@@ -717,6 +762,7 @@ impl Config {
             client,
             insecure: self.insecure,
             connect_to,
+            host_header,
             token,
             namespace: self.namespace.clone(),
         })
@@ -734,6 +780,8 @@ pub(crate) struct Prepared {
     pub insecure: bool,
     /// With a tls-server-name: (the name in `base`, the real `host:port` to connect to).
     pub connect_to: Option<(String, String)>,
+    /// With a tls-server-name: the `Host` header, the server URL's authority as written.
+    pub host_header: Option<String>,
     pub token: Option<Arc<TokenSource>>,
     pub namespace: Option<String>,
 }
@@ -741,6 +789,8 @@ pub(crate) struct Prepared {
 struct Server {
     base: String,
     https: bool,
+    /// `host[:port]` as written in the URL.
+    authority: String,
     /// `host:port` with the default port filled in.
     authority_with_port: String,
     port: u16,
@@ -819,6 +869,7 @@ fn parse_server(url: &str) -> Result<Server, Error> {
             if https { "https" } else { "http" }
         ),
         https,
+        authority: authority.to_string(),
         authority_with_port: format!("{host}:{port}"),
         port,
         path: path.to_string(),
@@ -1096,35 +1147,69 @@ mod tests {
         );
     }
 
-    #[test]
-    fn infer_prefers_the_pod_then_the_kubeconfig_and_says_what_it_tried() {
-        let dir = temp_dir("infer");
-        let kubeconfig = dir.join("config.json");
-        std::fs::write(
-            &kubeconfig,
-            r#"{"current-context":"c","contexts":[{"name":"c","context":{"cluster":"k","namespace":"dev"}}],
-               "clusters":[{"name":"k","cluster":{"server":"http://127.0.0.1:8001"}}]}"#,
-        )
-        .expect("write");
-        let path = kubeconfig.display().to_string();
-        let outside = |k: &str| (k == "KUBECONFIG").then(|| path.clone());
-        let config = Config::infer_from(&outside, &dir, Path::new("kubectl")).expect("kubeconfig");
-        assert_eq!(config.server(), "http://127.0.0.1:8001");
-        assert_eq!(config.default_namespace(), Some("dev"));
+    /// A JSON kubeconfig at `path` whose cluster is `server`.
+    fn json_kubeconfig(path: &Path, server: &str) {
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
+        let json = format!(
+            r#"{{"current-context":"c","contexts":[{{"name":"c","context":{{"cluster":"k"}}}}],
+               "clusters":[{{"name":"k","cluster":{{"server":"{server}"}}}}]}}"#
+        );
+        std::fs::write(path, json).expect("write");
+    }
 
-        let inside = |k: &str| match k {
-            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
-            "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
-            _ => Some(path.clone()),
+    #[test]
+    fn infer_takes_kubeconfig_then_the_pod_then_the_home_kubeconfig() {
+        let dir = temp_dir("infer");
+        let listed = dir.join("listed.json");
+        json_kubeconfig(&listed, "http://127.0.0.1:8001");
+        let home = dir.join("home");
+        json_kubeconfig(&home.join(".kube").join("config"), "http://127.0.0.1:8002");
+        let missing = dir.join("missing.json");
+        let env = |kubeconfig: Option<&Path>, in_pod: bool| {
+            let kubeconfig = kubeconfig.map(|p| p.display().to_string());
+            let home = home.display().to_string();
+            move |k: &str| match k {
+                "KUBECONFIG" => kubeconfig.clone(),
+                "KUBERNETES_SERVICE_HOST" if in_pod => Some("10.96.0.1".to_string()),
+                "KUBERNETES_SERVICE_PORT" if in_pod => Some("443".to_string()),
+                "HOME" => Some(home.clone()),
+                _ => None,
+            }
         };
-        let config = Config::infer_from(&inside, &dir, Path::new("kubectl")).expect("in cluster");
-        assert_eq!(config.server(), "https://10.96.0.1:443");
+        let infer = |env: &dyn Fn(&str) -> Option<String>| {
+            Config::infer_from(env, &dir, Path::new("/nonexistent/kubectl"))
+                .map(|c| c.server().to_string())
+                .map_err(|e| e.to_string())
+        };
+        let pod = "https://10.96.0.1:443".to_string();
+        // KUBECONFIG wins, in a pod too.
+        assert_eq!(
+            infer(&env(Some(&listed), true)),
+            Ok("http://127.0.0.1:8001".into())
+        );
+        assert_eq!(
+            infer(&env(Some(&listed), false)),
+            Ok("http://127.0.0.1:8001".into())
+        );
+        // Without it, the pod before ~/.kube/config.
+        assert_eq!(infer(&env(None, true)), Ok(pod.clone()));
+        assert_eq!(infer(&env(None, false)), Ok("http://127.0.0.1:8002".into()));
+        // A KUBECONFIG naming no existing file: the pod, else an error naming it (never
+        // ~/.kube/config, which KUBECONFIG replaces).
+        assert_eq!(infer(&env(Some(&missing), true)), Ok(pod));
+        let err = infer(&env(Some(&missing), false)).unwrap_err();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
+        assert!(err.contains("KUBERNETES_SERVICE_HOST"), "{err}");
+        // A KUBECONFIG that exists but is broken is an error, not a reason to use the pod.
+        let broken = dir.join("broken.json");
+        std::fs::write(&broken, "{").expect("write");
+        let err = infer(&env(Some(&broken), true)).unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
 
         let nowhere = |k: &str| (k == "HOME").then(|| "/nonexistent-home".to_string());
-        let err = Config::infer_from(&nowhere, &dir, Path::new("kubectl")).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("KUBERNETES_SERVICE_HOST"), "{text}");
-        assert!(text.contains("/nonexistent-home/.kube/config"), "{text}");
+        let err = infer(&nowhere).unwrap_err();
+        assert!(err.contains("KUBERNETES_SERVICE_HOST"), "{err}");
+        assert!(err.contains("/nonexistent-home/.kube/config"), "{err}");
     }
 
     #[test]

@@ -111,6 +111,15 @@ impl LineSplitter {
                 .iter()
                 .any(|b| !b.is_ascii_whitespace())
     }
+
+    /// The unfinished line so far (empty while an over-long line is skipped).
+    pub(crate) fn partial(&self) -> &[u8] {
+        if self.skipping {
+            &[]
+        } else {
+            &self.buf[self.start..]
+        }
+    }
 }
 
 /// The index of the first `\n` in `bytes`, eight bytes at a time.
@@ -379,6 +388,101 @@ fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, No
 /// so it is escaped and capped like any server text.
 fn brief(e: &serde_json::Error) -> String {
     crate::client::printable(e.to_string().as_bytes())
+}
+
+/// A watch line, or what is left of a watch body at its end, that is one complete JSON value
+/// but no event: what a server or proxy that does not stream watches answers (a List, or a
+/// Status with or without a trailing newline).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NotAnEvent {
+    /// A `Status` (`kind: Status`, or a `code` without a `kind`).
+    Status {
+        code: Option<u16>,
+        reason: Option<String>,
+        message: String,
+    },
+    /// Any other complete JSON value, e.g. an `EndpointsList`; its `kind` if it has one.
+    Other { kind: Option<String> },
+}
+
+impl NotAnEvent {
+    /// The error to report: a Status keeps its code, reason and message.
+    pub(crate) fn into_error(self) -> Error {
+        let what = "the watch answered with";
+        let instead = "instead of a stream of events; relisting";
+        match self {
+            NotAnEvent::Status {
+                code: Some(code),
+                reason,
+                message,
+            } => Error::api(
+                code,
+                reason,
+                format!(
+                    "{what} a Status {instead}: HTTP {code}: {}",
+                    crate::client::printable(message.as_bytes())
+                ),
+                None,
+            ),
+            NotAnEvent::Status {
+                code: None,
+                message,
+                ..
+            } => Error::decode(format!(
+                "{what} a Status {instead}: {}",
+                crate::client::printable(message.as_bytes())
+            )),
+            NotAnEvent::Other { kind } => Error::decode(format!(
+                "{what} one {} {instead} (a server or proxy that does not stream watches?)",
+                kind.map_or("JSON value".to_string(), |k| {
+                    crate::client::printable(k.as_bytes())
+                })
+            )),
+        }
+    }
+}
+
+/// What `bytes` is when it is one complete JSON value but not a watch event; `None` when it
+/// is an event (perhaps malformed) or not complete JSON (a line cut mid-event).
+pub(crate) fn not_an_event(bytes: &[u8]) -> Option<NotAnEvent> {
+    use serde::de::IgnoredAny;
+    use serde_json::Value;
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        kind: Option<Value>,
+        #[serde(rename = "type", default)]
+        event_type: Option<IgnoredAny>,
+        #[serde(default)]
+        code: Option<Value>,
+        #[serde(default)]
+        reason: Option<Value>,
+        #[serde(default)]
+        message: Option<Value>,
+    }
+    let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
+    match serde_json::from_slice::<Peek>(bytes) {
+        Ok(peek) if peek.event_type.is_some() => None,
+        Ok(peek) => {
+            let kind = text(peek.kind);
+            let code = peek
+                .code
+                .and_then(|c| c.as_u64())
+                .and_then(|c| u16::try_from(c).ok());
+            if kind.as_deref() == Some("Status") || (kind.is_none() && code.is_some()) {
+                Some(NotAnEvent::Status {
+                    code,
+                    reason: text(peek.reason),
+                    message: text(peek.message).unwrap_or_default(),
+                })
+            } else {
+                Some(NotAnEvent::Other { kind })
+            }
+        }
+        Err(_) => serde_json::from_slice::<IgnoredAny>(bytes)
+            .ok()
+            .map(|_| NotAnEvent::Other { kind: None }),
+    }
 }
 
 /// A decoded list response: its resourceVersion and each item by name.
@@ -715,6 +819,144 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_complete_value_that_is_no_event_is_told_from_a_cut_event() {
+        let list: &[u8] = br#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"10"},"items":[{"metadata":{"name":"echo"}}]}"#;
+        let other_list = Some(NotAnEvent::Other {
+            kind: Some("EndpointsList".into()),
+        });
+        assert_eq!(not_an_event(list), other_list);
+        assert_eq!(not_an_event(&[list, b"\r\n"].concat()), other_list);
+        let forbidden = br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"endpoints is forbidden","reason":"Forbidden","code":403}"#;
+        assert_eq!(
+            not_an_event(forbidden),
+            Some(NotAnEvent::Status {
+                code: Some(403),
+                reason: Some("Forbidden".into()),
+                message: "endpoints is forbidden".into()
+            })
+        );
+        assert_eq!(
+            not_an_event(br#"{"code":500,"message":"boom"}"#),
+            Some(NotAnEvent::Status {
+                code: Some(500),
+                reason: None,
+                message: "boom".into()
+            })
+        );
+        assert_eq!(
+            not_an_event(br#"{"kind":"Status","code":"x","message":7}"#),
+            Some(NotAnEvent::Status {
+                code: None,
+                reason: None,
+                message: String::new()
+            })
+        );
+        for value in [&b"[]"[..], b"42", b"{}", br#"{"kind":7}"#] {
+            assert_eq!(
+                not_an_event(value),
+                Some(NotAnEvent::Other { kind: None }),
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        // Events, even malformed ones, and anything incomplete are not.
+        for bytes in [
+            &br#"{"type":"ADDED","object":{"metadata":{"name":"x"}}}"#[..],
+            br#"{"type":"BOOKMARK"}"#,
+            br#"{"type":"ADDED","object":{"meta"#,
+            br#"{"kind":"EndpointsList","items":[{"#,
+            br#"{"kind":"Status","code":410} {"#,
+            b"{not json",
+            b"",
+        ] {
+            assert_eq!(
+                not_an_event(bytes),
+                None,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_event_reports_the_status_or_the_kind() {
+        let status = NotAnEvent::Status {
+            code: Some(403),
+            reason: Some("Forbidden".into()),
+            message: "endpoints is forbidden\nforged".into(),
+        }
+        .into_error();
+        assert_eq!(status.kind(), crate::ErrorKind::Api);
+        assert_eq!(status.status(), Some(403));
+        assert_eq!(status.reason(), Some("Forbidden"));
+        assert!(
+            status
+                .message()
+                .ends_with("a Status instead of a stream of events; relisting: HTTP 403: endpoints is forbidden\\nforged"),
+            "{status}"
+        );
+        let status = NotAnEvent::Status {
+            code: None,
+            reason: None,
+            message: "odd".into(),
+        }
+        .into_error();
+        assert_eq!(status.kind(), crate::ErrorKind::Decode);
+        assert!(status.message().ends_with(": odd"), "{status}");
+        let list = NotAnEvent::Other {
+            kind: Some("EndpointsList".into()),
+        }
+        .into_error();
+        assert_eq!(list.kind(), crate::ErrorKind::Decode);
+        assert!(
+            list.message().contains("one EndpointsList instead"),
+            "{list}"
+        );
+        let value = NotAnEvent::Other { kind: None }.into_error();
+        assert!(
+            value.message().contains("one JSON value instead"),
+            "{value}"
+        );
+    }
+
+    #[test]
+    fn the_partial_line_is_what_follows_the_last_newline() {
+        let mut splitter = LineSplitter::new(16);
+        splitter.push(b"{\"a\":1}\n{\"kind\":");
+        assert!(splitter.next_line().is_some());
+        assert!(splitter.next_line().is_none());
+        assert_eq!(splitter.partial(), b"{\"kind\":");
+        splitter.push(&[b'x'; 40]);
+        assert_eq!(splitter.next_line(), Some(Line::TooLong));
+        assert!(splitter.has_partial());
+        assert_eq!(splitter.partial(), b"");
+    }
+
+    #[test]
+    fn events_and_list_items_carry_the_service_they_belong_to() {
+        let e = decode_event(
+            br#"{"type":"MODIFIED","object":{"metadata":{"name":"other-abc","labels":{"kubernetes.io/service-name":"other"}},"addressType":"IPv4"}}"#,
+            Resource::EndpointSlices,
+        );
+        let Ok(WatchEvent::Applied { name, object, .. }) = e else {
+            panic!("not applied: {e:?}");
+        };
+        assert_eq!(name, "other-abc");
+        assert!(object.belongs_to("other") && !object.belongs_to("echo"));
+        let listed = decode_list(
+            br#"{"metadata":{"resourceVersion":"3"},"items":[{"metadata":{"name":"echo"}},{"metadata":{"name":"other"}}]}"#,
+            Resource::Endpoints,
+        )
+        .expect("list");
+        let owners: Vec<bool> = listed
+            .items
+            .iter()
+            .map(|(_, o)| o.belongs_to("echo"))
+            .collect();
+        assert_eq!(owners, [true, false]);
     }
 
     #[test]

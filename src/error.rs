@@ -131,6 +131,13 @@ impl Error {
         self
     }
 
+    /// This error, its message preceded by `earlier`'s: two failures that matter together
+    /// (both sources of `Source::Auto` refused), each naming its own fix.
+    pub(crate) fn after(mut self, earlier: &Error) -> Error {
+        self.inner.message = format!("{}; then {}", earlier.inner.message, self.inner.message);
+        self
+    }
+
     /// The category of the error.
     ///
     /// ```

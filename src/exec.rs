@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,9 +27,23 @@ pub(crate) struct ExecSpec {
     pub env: Option<Vec<EnvVar>>,
     #[serde(rename = "apiVersion")]
     pub api_version: Option<String>,
-    /// Where relative commands are looked up (the kubeconfig's folder), set by the loader.
+    #[serde(rename = "provideClusterInfo")]
+    pub provide_cluster_info: bool,
+    /// `spec.cluster` of `KUBERNETES_EXEC_INFO`, set by the kubeconfig loader when
+    /// `provideClusterInfo` is true.
     #[serde(skip)]
-    pub base_dir: Option<PathBuf>,
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// The cluster an exec plugin authenticates to, as client-go describes it to the plugin.
+#[derive(Clone, Default)]
+pub(crate) struct ClusterInfo(pub serde_json::Value);
+
+impl fmt::Debug for ClusterInfo {
+    // The exec extension may hold anything a plugin is configured with: leave it out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterInfo")
+    }
 }
 
 /// One `env` entry of an exec section.
@@ -78,23 +91,22 @@ impl ExecToken {
 /// Run the plugin and read its token.
 pub(crate) fn run(spec: &ExecSpec) -> Result<ExecToken, Error> {
     let fail = |why: String| Error::config(format!("exec plugin {:?}: {why}", spec.command));
-    let command = match &spec.base_dir {
-        // A relative path with a slash is relative to the kubeconfig, as in client-go.
-        Some(dir) if spec.command.contains('/') && !spec.command.starts_with('/') => {
-            dir.join(&spec.command)
-        }
-        _ => PathBuf::from(&spec.command),
-    };
     let api_version = spec
         .api_version
         .clone()
         .unwrap_or_else(|| "client.authentication.k8s.io/v1".to_string());
+    let mut info_spec = serde_json::json!({"interactive": false});
+    if let Some(cluster) = &spec.cluster {
+        info_spec["cluster"] = cluster.0.clone();
+    }
     let info = serde_json::json!({
         "apiVersion": api_version,
         "kind": "ExecCredential",
-        "spec": {"interactive": false},
+        "spec": info_spec,
     });
-    let mut cmd = Command::new(&command);
+    // A relative command was made absolute by the kubeconfig loader; a bare name is looked up
+    // on PATH.
+    let mut cmd = Command::new(&spec.command);
     cmd.args(spec.args.iter().flatten())
         .env("KUBERNETES_EXEC_INFO", info.to_string())
         .stdin(Stdio::null())

@@ -3,15 +3,21 @@
 //! JSON kubeconfigs are parsed here; YAML ones (the usual) go through
 //! `kubectl config view --minify --flatten -o json`, so there is no YAML parser in the crate.
 //! `KUBECONFIG` may list several files (merged by kubectl); without it, `~/.kube/config`.
+//!
+//! Relative paths are resolved as client-go's `ResolveLocalPaths` does: against the folder of
+//! the file that defined the section. `--flatten` inlines certificate files, but leaves
+//! `tokenFile` and an exec `command` as written, so for those we find the defining file
+//! ourselves: with several files, the first that defines the user (kubectl's merge keeps the
+//! first definition of a name).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
 use crate::client::printable;
 use crate::config::{Config, PemSource};
-use crate::exec::ExecSpec;
+use crate::exec::{ClusterInfo, ExecSpec};
 use crate::Error;
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,7 +51,22 @@ struct Cluster {
     tls_server_name: Option<String>,
     #[serde(rename = "proxy-url")]
     proxy_url: Option<String>,
+    #[serde(rename = "disable-compression")]
+    disable_compression: Option<bool>,
+    extensions: Option<Vec<NamedExtension>>,
 }
+
+/// One entry of a cluster's `extensions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NamedExtension {
+    name: String,
+    extension: Option<serde_json::Value>,
+}
+
+/// The name of the cluster extension whose value client-go passes to exec plugins as
+/// `spec.cluster.config`.
+const EXEC_EXTENSION: &str = "client.authentication.k8s.io/exec";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -97,15 +118,100 @@ struct Context {
 
 /// Where the kubeconfig is: `KUBECONFIG` (a `:`-separated list) or `~/.kube/config`.
 pub(crate) fn locate(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
-    if let Some(list) = env("KUBECONFIG").filter(|l| !l.is_empty()) {
-        return std::env::split_paths(&list)
+    listed(env).unwrap_or_else(|| in_home(env))
+}
+
+/// The files `KUBECONFIG` lists, when it is set and not empty.
+pub(crate) fn listed(env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<PathBuf>> {
+    let list = env("KUBECONFIG").filter(|l| !l.is_empty())?;
+    Some(
+        std::env::split_paths(&list)
             .filter(|p| !p.as_os_str().is_empty())
-            .collect();
-    }
+            .collect(),
+    )
+}
+
+/// `~/.kube/config`, when `HOME` is set.
+pub(crate) fn in_home(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
     env("HOME")
         .filter(|h| !h.is_empty())
         .map(|home| vec![Path::new(&home).join(".kube").join("config")])
         .unwrap_or_default()
+}
+
+/// Where the relative paths of the kubeconfig's sections are relative to.
+enum Origin<'a> {
+    /// One file: its folder (absolute), for every section.
+    Folder(Option<PathBuf>),
+    /// `kubectl`'s merge of several files, whose certificate files are inlined: the user's
+    /// folder is looked up when a relative path needs it.
+    Merged {
+        files: &'a [&'a PathBuf],
+        kubectl: &'a Path,
+    },
+}
+
+impl Origin<'_> {
+    /// The folder relative cluster paths start from.
+    fn cluster_folder(&self) -> Option<&Path> {
+        match self {
+            Origin::Folder(dir) => dir.as_deref(),
+            Origin::Merged { .. } => None,
+        }
+    }
+
+    /// The folder of the first file that defines the user `name`.
+    fn user_folder(&self, name: &str) -> Result<Option<PathBuf>, Error> {
+        let (files, kubectl) = match self {
+            Origin::Folder(dir) => return Ok(dir.clone()),
+            Origin::Merged { files, kubectl } => (files, kubectl),
+        };
+        for file in files.iter() {
+            let defined: Kubeconfig = match read_json(file)? {
+                Some(parsed) => parsed,
+                None => {
+                    let json = kubectl_view(&[file], kubectl, &["config", "view", "-o", "json"])?;
+                    serde_json::from_slice(&json).map_err(|e| {
+                        Error::config(format!("`kubectl config view` printed bad JSON: {e}"))
+                    })?
+                }
+            };
+            if defined
+                .users
+                .unwrap_or_default()
+                .iter()
+                .any(|u| u.name == name)
+            {
+                return Ok(folder_of(file));
+            }
+        }
+        Err(Error::config(format!(
+            "user {name:?} of the merged kubeconfig is defined in none of its files"
+        )))
+    }
+}
+
+/// The absolute folder of `file`, so that its relative paths stay right if the program
+/// changes its working directory later (the token file is re-read every minute).
+fn folder_of(file: &Path) -> Option<PathBuf> {
+    std::path::absolute(file)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+}
+
+/// A kubeconfig file parsed directly when it is JSON; `None` when it is YAML.
+fn read_json(file: &Path) -> Result<Option<Kubeconfig>, Error> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| Error::config(format!("cannot read kubeconfig {}: {e}", file.display())))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Ok(None);
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::config(format!(
+            "kubeconfig {} is not valid JSON: {e}",
+            file.display()
+        ))
+    })
 }
 
 /// Load the current context from `files`: directly when it is one JSON file, else through
@@ -123,31 +229,34 @@ pub(crate) fn load(files: &[PathBuf], kubectl: &Path) -> Result<Config, Error> {
         )));
     }
     if let [only] = existing.as_slice() {
-        let bytes = std::fs::read(only).map_err(|e| {
-            Error::config(format!("cannot read kubeconfig {}: {e}", only.display()))
-        })?;
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            let parsed: Kubeconfig = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::config(format!(
-                    "kubeconfig {} is not valid JSON: {e}",
-                    only.display()
-                ))
-            })?;
-            return to_config(parsed, only.parent(), &only.display().to_string());
+        if let Some(parsed) = read_json(only)? {
+            let origin = Origin::Folder(folder_of(only));
+            return to_config(parsed, &origin, &only.display().to_string());
         }
     }
-    let json = kubectl_view(files, kubectl)?;
+    let json = kubectl_view(
+        &existing,
+        kubectl,
+        &["config", "view", "--minify", "--flatten", "-o", "json"],
+    )?;
     let parsed: Kubeconfig = serde_json::from_slice(&json)
         .map_err(|e| Error::config(format!("`kubectl config view` printed bad JSON: {e}")))?;
-    to_config(parsed, None, "the kubeconfig (via kubectl)")
+    let origin = match existing.as_slice() {
+        [only] => Origin::Folder(folder_of(only)),
+        several => Origin::Merged {
+            files: several,
+            kubectl,
+        },
+    };
+    to_config(parsed, &origin, "the kubeconfig (via kubectl)")
 }
 
-/// `kubectl config view --minify --flatten -o json` with `KUBECONFIG` set to `files`.
-fn kubectl_view(files: &[PathBuf], kubectl: &Path) -> Result<Vec<u8>, Error> {
+/// `kubectl {args}` with `KUBECONFIG` set to `files`.
+fn kubectl_view(files: &[&PathBuf], kubectl: &Path, args: &[&str]) -> Result<Vec<u8>, Error> {
     let list = std::env::join_paths(files)
         .map_err(|e| Error::config(format!("bad kubeconfig path list: {e}")))?;
     let output = Command::new(kubectl)
-        .args(["config", "view", "--minify", "--flatten", "-o", "json"])
+        .args(args)
         .env("KUBECONFIG", list)
         .stdin(Stdio::null())
         .output()
@@ -167,7 +276,7 @@ fn kubectl_view(files: &[PathBuf], kubectl: &Path) -> Result<Vec<u8>, Error> {
     Ok(output.stdout)
 }
 
-fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config, Error> {
+fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config, Error> {
     let bad = |why: String| Error::config(format!("{source}: {why}"));
     let context_name = k
         .current_context
@@ -181,7 +290,7 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
         .and_then(|c| c.context)
         .ok_or_else(|| bad(format!("context {context_name:?} not found")))?;
     let cluster_name = context.cluster.unwrap_or_default();
-    let cluster = k
+    let mut cluster = k
         .clusters
         .unwrap_or_default()
         .into_iter()
@@ -190,6 +299,7 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
         .ok_or_else(|| bad(format!("cluster {cluster_name:?} not found")))?;
     let server = cluster
         .server
+        .take()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad(format!("cluster {cluster_name:?} has no server")))?;
     if cluster.proxy_url.is_some() {
@@ -197,21 +307,22 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
             "proxy-url is not supported; use `kubectl proxy` instead".into(),
         ));
     }
-    let path = |p: &str| relative_to(base, p);
-    let mut config = Config::new(server);
-    let pem = |data: Option<String>, file: Option<String>, field: &str| {
+    let mut config = Config::new(server.clone());
+    let pem = |data: Option<String>, file: Option<String>, field: &str, base: Option<&Path>| {
         pem_field(data, file, base).map_err(|()| bad(format!("{field}-data is not base64")))
     };
-    match pem(
-        cluster.certificate_authority_data,
-        cluster.certificate_authority,
+    let ca = pem(
+        cluster.certificate_authority_data.take(),
+        cluster.certificate_authority.take(),
         "certificate-authority",
-    )? {
-        Some(PemSource::Pem(bytes)) => config = config.ca_pem(bytes),
+        origin.cluster_folder(),
+    )?;
+    match &ca {
+        Some(PemSource::Pem(bytes)) => config = config.ca_pem(bytes.clone()),
         Some(PemSource::File(file)) => config = config.ca_file(file),
         None => {}
     }
-    if let Some(name) = cluster.tls_server_name.filter(|n| !n.is_empty()) {
+    if let Some(name) = cluster.tls_server_name.clone().filter(|n| !n.is_empty()) {
         config = config.tls_server_name(name);
     }
     if cluster.insecure_skip_tls_verify == Some(true) {
@@ -235,26 +346,97 @@ fn to_config(k: Kubeconfig, base: Option<&Path>, source: &str) -> Result<Config,
             "user {user_name:?} uses basic auth or an auth-provider, which are not supported; use a token, a client certificate or an exec plugin"
         )));
     }
+    // Only the paths client-go resolves: files, and a command with a separator (a bare name
+    // is looked up on PATH).
+    let relative = |p: &Option<String>| {
+        p.as_deref()
+            .is_some_and(|p| !p.is_empty() && Path::new(p).is_relative())
+    };
+    let relative_command = user.exec.as_ref().is_some_and(|e| {
+        e.command.contains(std::path::MAIN_SEPARATOR) && Path::new(&e.command).is_relative()
+    });
+    let folder = if relative_command
+        || relative(&user.token_file)
+        || relative(&user.client_certificate)
+        || relative(&user.client_key)
+    {
+        origin.user_folder(&user_name)?
+    } else {
+        None
+    };
+    let base = folder.as_deref();
     let cert = pem(
         user.client_certificate_data,
         user.client_certificate,
         "client-certificate",
+        base,
     )?;
-    let key = pem(user.client_key_data, user.client_key, "client-key")?;
+    let key = pem(user.client_key_data, user.client_key, "client-key", base)?;
     match (cert, key) {
         (Some(cert), Some(key)) => config = config.client_identity(cert, key),
         (None, None) => {}
         _ => return Err(bad(format!("user {user_name:?} has a client certificate without a key, or a key without a certificate"))),
     }
     if let Some(mut exec) = user.exec {
-        exec.base_dir = base.map(Path::to_path_buf);
+        if relative_command {
+            exec.command = relative_to(base, &exec.command).display().to_string();
+        }
+        if exec.provide_cluster_info {
+            let ca = match ca {
+                Some(PemSource::File(file)) => Some(std::fs::read(&file).map_err(|e| {
+                    bad(format!(
+                        "cannot read certificate-authority file {} for the exec plugin: {e}",
+                        file.display()
+                    ))
+                })?),
+                Some(PemSource::Pem(pem)) => Some(pem),
+                None => None,
+            };
+            exec.cluster = Some(ClusterInfo(exec_cluster(&server, &cluster, ca.as_deref())));
+        }
         config = config.exec(exec);
     } else if let Some(token) = user.token.filter(|t| !t.is_empty()) {
         config = config.token(token);
     } else if let Some(file) = user.token_file.filter(|f| !f.is_empty()) {
-        config = config.token_file(path(&file));
+        config = config.token_file(relative_to(base, &file));
     }
     Ok(config)
+}
+
+/// What client-go gives an exec plugin with `provideClusterInfo: true` as `spec.cluster`
+/// (`ConfigToExecCluster`): empty and false fields left out, the CA as base64 of its PEM, and
+/// the cluster's exec extension as `config`.
+fn exec_cluster(server: &str, cluster: &Cluster, ca: Option<&[u8]>) -> serde_json::Value {
+    let mut info = serde_json::Map::new();
+    info.insert("server".into(), server.into());
+    if let Some(name) = cluster.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
+        info.insert("tls-server-name".into(), name.into());
+    }
+    if cluster.insecure_skip_tls_verify == Some(true) {
+        info.insert("insecure-skip-tls-verify".into(), true.into());
+    }
+    if let Some(pem) = ca.filter(|pem| !pem.is_empty()) {
+        info.insert(
+            "certificate-authority-data".into(),
+            encode_base64(pem).into(),
+        );
+    }
+    if let Some(proxy) = cluster.proxy_url.as_deref().filter(|p| !p.is_empty()) {
+        info.insert("proxy-url".into(), proxy.into());
+    }
+    if cluster.disable_compression == Some(true) {
+        info.insert("disable-compression".into(), true.into());
+    }
+    let extension = cluster
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.name == EXEC_EXTENSION)
+        .and_then(|e| e.extension.clone());
+    if let Some(extension) = extension {
+        info.insert("config".into(), extension);
+    }
+    serde_json::Value::Object(info)
 }
 
 /// A `*-data` field (base64 PEM, which wins) or its file form (relative to the kubeconfig's
@@ -274,12 +456,39 @@ fn pem_field(
         .map(|f| PemSource::File(relative_to(base, &f))))
 }
 
-/// `file` as written, or relative to the kubeconfig's folder.
+/// `file` as written, or relative to the kubeconfig's folder (without `./`, so that errors
+/// and `Debug` show a clean path).
 fn relative_to(base: Option<&Path>, file: &str) -> PathBuf {
     match base {
-        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        Some(dir) if Path::new(file).is_relative() => dir.join(
+            Path::new(file)
+                .components()
+                .filter(|c| *c != Component::CurDir)
+                .collect::<PathBuf>(),
+        ),
         _ => PathBuf::from(file),
     }
+}
+
+/// Standard base64 with padding, as Go encodes a `[]byte` in JSON.
+fn encode_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let bits = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        // A group of n bytes fills n + 1 characters; `=` pads it to four.
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(bits >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Standard base64 with padding, whitespace ignored (kubeconfig `*-data` fields).
@@ -328,6 +537,70 @@ mod tests {
     }
 
     #[test]
+    fn base64_encodes_as_go_does_and_decodes_back() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("hello", "aGVsbG8="),
+        ] {
+            assert_eq!(encode_base64(plain.as_bytes()), encoded);
+        }
+        let bytes: Vec<u8> = (0..=255).collect();
+        for len in 0..bytes.len() {
+            let encoded = encode_base64(&bytes[..len]);
+            assert_eq!(encoded.len() % 4, 0);
+            assert_eq!(decode_base64(&encoded).as_deref(), Some(&bytes[..len]));
+        }
+    }
+
+    fn cluster(json: serde_json::Value) -> Cluster {
+        serde_json::from_value(json).expect("cluster")
+    }
+
+    #[test]
+    fn an_exec_plugin_gets_the_cluster_as_client_go_describes_it() {
+        let full = cluster(serde_json::json!({
+            "server": "ignored: the caller gives it",
+            "tls-server-name": "api.internal",
+            "insecure-skip-tls-verify": true,
+            "proxy-url": "http://proxy:3128",
+            "disable-compression": true,
+            "extensions": [
+                {"name": "other", "extension": {"audience": "wrong"}},
+                {"name": "client.authentication.k8s.io/exec", "extension": {"audience": "06e3fbd18de8", "n": [1]}},
+            ],
+        }));
+        assert_eq!(
+            exec_cluster("https://10.0.0.1:6443", &full, Some(b"PEM")),
+            serde_json::json!({
+                "server": "https://10.0.0.1:6443",
+                "tls-server-name": "api.internal",
+                "insecure-skip-tls-verify": true,
+                "certificate-authority-data": "UEVN",
+                "proxy-url": "http://proxy:3128",
+                "disable-compression": true,
+                "config": {"audience": "06e3fbd18de8", "n": [1]},
+            })
+        );
+        // Empty and false fields are left out, as Go's `omitempty` does.
+        let bare = cluster(serde_json::json!({
+            "tls-server-name": "",
+            "insecure-skip-tls-verify": false,
+            "extensions": [{"name": "other", "extension": {"audience": "wrong"}}],
+        }));
+        assert_eq!(
+            exec_cluster("https://h", &bare, Some(b"")),
+            serde_json::json!({"server": "https://h"})
+        );
+        assert_eq!(
+            exec_cluster("https://h", &Cluster::default(), None),
+            serde_json::json!({"server": "https://h"})
+        );
+    }
+
+    #[test]
     fn kubeconfig_is_located_from_the_env_list_or_home() {
         let env = |k: &str| match k {
             "KUBECONFIG" => Some("/a/config:/b/config".to_string()),
@@ -344,7 +617,7 @@ mod tests {
     fn config(json: &str) -> Result<Config, Error> {
         to_config(
             serde_json::from_str(json).expect("json"),
-            Some(Path::new("/kube")),
+            &Origin::Folder(Some(PathBuf::from("/kube"))),
             "test",
         )
     }
@@ -364,6 +637,88 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("api.internal"), "{shown}");
+    }
+
+    /// A fresh folder for one test.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "kuberesolver-kubeconfig-unit-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    /// Writes `text` to `dir/name`, creating `dir`; returns the path.
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("folder");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    /// How `Config`'s `Debug` shows an exec plugin's command (a string in a string).
+    fn exec_shown(command: &str) -> String {
+        format!(r#"exec \"{command}\""#)
+    }
+
+    #[test]
+    fn a_token_file_and_an_exec_command_with_a_slash_are_relative_and_bare_commands_are_not() {
+        let with_user = |user: &str| BASE.replace(r#"{"tokenFile":"token"}"#, user);
+        let exec = |command: &str| {
+            with_user(&format!(
+                r#"{{"exec":{{"command":"{command}","apiVersion":"client.authentication.k8s.io/v1"}}}}"#
+            ))
+        };
+        for (kubeconfig, expected) in [
+            (BASE.to_string(), "file /kube/token".to_string()),
+            (
+                with_user(r#"{"tokenFile":"./t/token"}"#),
+                "file /kube/t/token".to_string(),
+            ),
+            (
+                with_user(r#"{"tokenFile":"/etc/token"}"#),
+                "file /etc/token".to_string(),
+            ),
+            (exec("./bin/plugin"), exec_shown("/kube/bin/plugin")),
+            (exec("bin/plugin"), exec_shown("/kube/bin/plugin")),
+            (exec("/usr/bin/plugin"), exec_shown("/usr/bin/plugin")),
+            (
+                exec("gke-gcloud-auth-plugin"),
+                exec_shown("gke-gcloud-auth-plugin"),
+            ),
+        ] {
+            let shown = format!("{:?}", config(&kubeconfig).expect("config"));
+            assert!(shown.contains(&expected), "{shown} lacks {expected}");
+        }
+    }
+
+    #[test]
+    fn of_several_files_the_first_that_defines_the_user_gives_its_folder() {
+        let root = temp_dir("merged");
+        let user = |dir: &str, name: &str| {
+            write(
+                &root.join(dir),
+                "config.json",
+                &format!(r#"{{"users":[{{"name":"{name}","user":{{"tokenFile":"token"}}}}]}}"#),
+            )
+        };
+        let files = [user("a", "other"), user("b", "me"), user("c", "me")];
+        let files: Vec<&PathBuf> = files.iter().collect();
+        let origin = Origin::Merged {
+            files: &files,
+            kubectl: Path::new("/nonexistent/kubectl"),
+        };
+        let found = origin.user_folder("me").expect("found");
+        assert_eq!(found, Some(root.join("b")));
+        let err = origin.user_folder("nobody").unwrap_err().to_string();
+        assert!(err.contains("\"nobody\""), "{err}");
+        assert_eq!(
+            origin.cluster_folder(),
+            None,
+            "kubectl inlines cluster files"
+        );
     }
 
     #[test]

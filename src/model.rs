@@ -74,6 +74,16 @@ pub(crate) struct Meta<'a> {
     pub name: Option<Str<'a>>,
     #[serde(rename = "resourceVersion", borrow)]
     pub resource_version: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub labels: Option<Labels<'a>>,
+}
+
+/// The one label we read: which Service an EndpointSlice belongs to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Labels<'a> {
+    #[serde(rename = "kubernetes.io/service-name", borrow)]
+    pub service_name: Option<Str<'a>>,
 }
 
 /// A list response: only its resourceVersion and its items matter.

@@ -4,7 +4,8 @@
 //! The current snapshot sits behind an `RwLock` that is held only to clone or swap an `Arc`.
 //! Each subscriber has a bounded(1) channel: publishing replaces a snapshot the subscriber has
 //! not read yet (latest wins), never blocks, and forgets subscribers whose [`Updates`] was
-//! dropped.
+//! dropped; subscribing sweeps them out too (amortised), so a quiet Service does not
+//! collect dropped subscriptions between publishes.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +87,28 @@ struct Subscriber {
     offered: u64,
 }
 
+/// The subscribers, and when to next sweep out those whose [`Updates`] was dropped.
+#[derive(Default)]
+struct Subscribers {
+    list: Vec<Subscriber>,
+    /// Sweep when the list reaches this length: twice what was alive after the last sweep,
+    /// so each sweep is paid for by as many subscriptions as it may visit.
+    sweep_at: usize,
+}
+
+/// The list never sweeps below this length: a few dead entries cost nothing.
+const MIN_SWEEP_AT: usize = 16;
+
+impl Subscribers {
+    fn push(&mut self, subscriber: Subscriber) {
+        if self.list.len() >= self.sweep_at.max(MIN_SWEEP_AT) {
+            self.list.retain(|s| s.alive.strong_count() > 0);
+            self.sweep_at = self.list.len() * 2;
+        }
+        self.list.push(subscriber);
+    }
+}
+
 /// Called with every snapshot as it is published (feature `testkit`, for tests that must see
 /// every publish, which a latest-wins subscriber cannot).
 pub(crate) type PublishObserver = Box<dyn Fn(&Snapshot) + Send + Sync>;
@@ -95,7 +118,7 @@ pub(crate) struct Shared {
     current: RwLock<Snapshot>,
     /// The current snapshot's version, readable without a lock (for the picker).
     version: AtomicU64,
-    subscribers: Mutex<Vec<Subscriber>>,
+    subscribers: Mutex<Subscribers>,
     status: Mutex<Status>,
     changed: Condvar,
     id: u64,
@@ -113,7 +136,7 @@ impl Shared {
         Shared {
             current: RwLock::new(Snapshot::unresolved()),
             version: AtomicU64::new(0),
-            subscribers: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Subscribers::default()),
             status: Mutex::new(Status::new()),
             changed: Condvar::new(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -144,7 +167,10 @@ impl Shared {
 
     /// Publish `endpoints` if they differ from the current snapshot, or if nothing was
     /// published yet. Returns the new snapshot when one was published.
+    ///
+    /// The endpoints come from a successful resolve, so the state is no longer frozen.
     pub(crate) fn publish(&self, endpoints: Vec<Endpoint>) -> Option<Snapshot> {
+        lock(&self.status).frozen_since = None;
         let current = self.current();
         if current.version() > 0 && current.same_endpoints(&endpoints) {
             return None;
@@ -164,7 +190,9 @@ impl Shared {
             observe(&snapshot);
         }
         self.changed.notify_all();
-        lock(&self.subscribers).retain_mut(|s| offer(s, snapshot.clone()));
+        lock(&self.subscribers)
+            .list
+            .retain_mut(|s| offer(s, snapshot.clone()));
         Some(snapshot)
     }
 
@@ -192,8 +220,14 @@ impl Shared {
     #[cfg(test)]
     pub(crate) fn subscriber_count(&self) -> usize {
         let mut subscribers = lock(&self.subscribers);
-        subscribers.retain(|s| s.alive.strong_count() > 0);
-        subscribers.len()
+        subscribers.list.retain(|s| s.alive.strong_count() > 0);
+        subscribers.list.len()
+    }
+
+    /// Entries in the subscriber list, dropped ones not swept yet included.
+    #[cfg(test)]
+    fn subscriber_entries(&self) -> usize {
+        lock(&self.subscribers).list.len()
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -207,11 +241,27 @@ impl Shared {
 
     /// Record a failure: status only, never a publish.
     pub(crate) fn record_error(&self, error: Error) {
+        self.record(error, false);
+    }
+
+    /// Record that the state the API sent cannot be resolved (the target's port cannot be
+    /// chosen): the snapshot stays frozen at the last good one, and the status says so until
+    /// a resolve succeeds ([`publish`](Self::publish)).
+    pub(crate) fn record_unresolvable(&self, error: Error) {
+        self.record(error, true);
+    }
+
+    fn record(&self, error: Error, unresolvable: bool) {
         {
             let mut status = lock(&self.status);
+            let now = SystemTime::now();
             status.counters.errors += 1;
             status.last_error = Some(error);
-            status.last_error_at = Some(SystemTime::now());
+            status.last_error_at = Some(now);
+            if unresolvable && status.frozen_since.is_none() {
+                // The sync that brought the unresolvable state; the snapshot is older.
+                status.frozen_since = Some(status.last_sync.unwrap_or(now));
+            }
         }
         self.changed.notify_all();
     }
@@ -219,7 +269,7 @@ impl Shared {
     /// The watcher stopped: end every subscription and wake `wait_ready`.
     pub(crate) fn stop(&self) {
         lock(&self.status).stopped = true;
-        lock(&self.subscribers).clear();
+        lock(&self.subscribers).list.clear();
         self.changed.notify_all();
     }
 
@@ -358,6 +408,66 @@ mod tests {
         shared.publish(endpoints(&[1]));
         assert_eq!(shared.subscriber_count(), 1);
         assert!(kept.try_recv().is_ok());
+    }
+
+    #[test]
+    fn dropped_subscriptions_are_swept_without_a_publish() {
+        let shared = Shared::new();
+        shared.publish(endpoints(&[1]));
+        let kept: Vec<Updates> = (0..5).map(|_| shared.subscribe()).collect();
+        let mut most = 0;
+        for _ in 0..10_000 {
+            drop(shared.subscribe());
+            most = most.max(shared.subscriber_entries());
+        }
+        assert!(
+            most <= 2 * MIN_SWEEP_AT,
+            "{most} entries for 5 live subscribers"
+        );
+        assert_eq!(shared.subscriber_count(), 5);
+        // Many live subscribers are all kept, and the sweeps stay amortised.
+        let more: Vec<Updates> = (0..1000).map(|_| shared.subscribe()).collect();
+        for _ in 0..10_000 {
+            drop(shared.subscribe());
+        }
+        assert!(shared.subscriber_entries() <= 2 * (1005 + 1));
+        assert_eq!(shared.subscriber_count(), 1005);
+        shared.publish(endpoints(&[2]));
+        for updates in kept.iter().chain(&more) {
+            assert_eq!(updates.try_iter().last().map(|s| s.version()), Some(2));
+        }
+    }
+
+    #[test]
+    fn an_unresolvable_state_is_frozen_until_a_resolve_succeeds() {
+        let shared = Shared::new();
+        let sync = |shared: &Shared, at: u64| {
+            shared.update_status(|s| {
+                s.last_sync = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at))
+            })
+        };
+        let port_error = || Error::port("several ports and none named");
+        sync(&shared, 10);
+        shared.publish(endpoints(&[1]));
+        assert_eq!(shared.status().frozen_since, None);
+        sync(&shared, 20);
+        shared.record_unresolvable(port_error());
+        let frozen = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(20));
+        assert_eq!(shared.status().frozen_since, frozen);
+        // Later syncs and failures do not move it; other errors do not freeze.
+        sync(&shared, 30);
+        shared.record_unresolvable(port_error());
+        shared.record_error(Error::transport("reset"));
+        assert_eq!(shared.status().frozen_since, frozen);
+        // A successful resolve thaws it, even when it publishes nothing new.
+        assert!(shared.publish(endpoints(&[1])).is_none());
+        assert_eq!(shared.status().frozen_since, None);
+        shared.record_error(Error::transport("reset"));
+        assert_eq!(shared.status().frozen_since, None);
+        // Never synced: frozen from now.
+        let fresh = Shared::new();
+        fresh.record_unresolvable(port_error());
+        assert!(fresh.status().frozen_since.is_some());
     }
 
     #[test]

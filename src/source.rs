@@ -39,6 +39,11 @@ pub enum Source {
     EndpointSlices,
     /// EndpointSlices, falling back to Endpoints when the slice API is missing (404) or
     /// forbidden (403). The default.
+    ///
+    /// The fallback is never final: every list (the first, each retry, each relist) tries
+    /// slices first, and while it runs on Endpoints a healthy watch probes slices again about
+    /// every five minutes. So a pod that starts before its RoleBinding lands moves to slices
+    /// once they are allowed. While both APIs are refused, the error names both RBAC rules.
     #[default]
     Auto,
 }

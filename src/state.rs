@@ -67,6 +67,18 @@ pub(crate) struct Normalized {
     pub bad_ips: Vec<String>,
     /// The object is an FQDN EndpointSlice (ignored).
     pub fqdn: bool,
+    /// The Service the object says it belongs to: an Endpoints object's name, an
+    /// EndpointSlice's `kubernetes.io/service-name` label.
+    pub service: Option<String>,
+}
+
+impl Normalized {
+    /// Whether the object belongs to `service`. The API server selects only such objects;
+    /// a proxy or mock that ignores the selector sends every object of the namespace, and
+    /// those of other Services must not be merged.
+    pub(crate) fn belongs_to(&self, service: &str) -> bool {
+        self.service.as_deref() == Some(service)
+    }
 }
 
 fn port_defs(ports: &Option<Vec<EndpointPort>>) -> Vec<PortDef> {
@@ -96,7 +108,14 @@ fn pod_name(target_ref: &Option<crate::model::ObjectRef>) -> Option<Arc<str>> {
 
 /// core/v1 Endpoints: one group per subset; `addresses` are ready, `notReadyAddresses` not.
 pub(crate) fn normalize_endpoints(object: &Endpoints) -> Normalized {
-    let mut out = Normalized::default();
+    let mut out = Normalized {
+        service: object
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.as_deref())
+            .map(str::to_owned),
+        ..Normalized::default()
+    };
     let mut names = Names::default();
     for subset in or_empty(&object.subsets) {
         let mut group = Group {
@@ -138,7 +157,15 @@ fn member_of_address(address: &Address, ready: bool, names: &mut Names) -> Resul
 /// discovery.k8s.io/v1 EndpointSlice: one group. `ready` and `serving` null mean true,
 /// `terminating` null means false, and a terminating endpoint is never ready.
 pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
-    let mut out = Normalized::default();
+    let mut out = Normalized {
+        service: slice
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.service_name.as_deref())
+            .map(str::to_owned),
+        ..Normalized::default()
+    };
     if slice.address_type.as_deref() == Some("FQDN") {
         out.fqdn = true;
         return out;
@@ -588,5 +615,43 @@ mod tests {
             addrs(&mut s, named("grpc")),
             Ok(vec!["10.0.0.1:8080".into(), "[fd00::1]:8080".into()])
         );
+    }
+
+    #[test]
+    fn objects_say_which_service_they_belong_to() {
+        let owner = |json: &str| {
+            let object: EndpointSlice = serde_json::from_str(json).expect("slice json");
+            normalize_slice(&object)
+        };
+        let ours = owner(
+            r#"{"metadata":{"name":"echo-x1","labels":{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io","kubernetes.io/service-name":"echo"}},"addressType":"IPv4"}"#,
+        );
+        assert!(ours.belongs_to("echo"));
+        assert!(!ours.belongs_to("echo-x1") && !ours.belongs_to("other"));
+        let fqdn = owner(
+            r#"{"metadata":{"name":"f","labels":{"kubernetes.io/service-name":"other"}},"addressType":"FQDN"}"#,
+        );
+        assert!(fqdn.fqdn && !fqdn.belongs_to("echo") && fqdn.belongs_to("other"));
+        // A slice that carries no Service label belongs to none, whatever its name.
+        for json in [
+            r#"{"metadata":{"name":"echo"}}"#,
+            r#"{"metadata":{"name":"echo","labels":null}}"#,
+            r#"{"metadata":{"name":"echo","labels":{"app":"echo"}}}"#,
+            r#"{"metadata":{"name":"echo","labels":{"kubernetes.io/service-name":null}}}"#,
+            r#"{"metadata":null}"#,
+        ] {
+            assert!(!owner(json).belongs_to("echo"), "{json}");
+        }
+        // Endpoints carry the Service's name, and nothing else counts.
+        let endpoints = |json: &str| {
+            let object: Endpoints = serde_json::from_str(json).expect("endpoints json");
+            normalize_endpoints(&object)
+        };
+        assert!(endpoints(r#"{"metadata":{"name":"echo"}}"#).belongs_to("echo"));
+        let other = endpoints(
+            r#"{"metadata":{"name":"other","labels":{"kubernetes.io/service-name":"echo"}}}"#,
+        );
+        assert!(!other.belongs_to("echo"));
+        assert!(!endpoints(r#"{"subsets":[]}"#).belongs_to("echo"));
     }
 }

@@ -41,7 +41,9 @@ pub struct Counters {
     /// Requests made after the first list: every re-watch and every relist.
     pub reconnects: u64,
     /// Lists after the first attempt: after a 410 (the resourceVersion expired), after
-    /// malformed data, and each retry of a failed list.
+    /// malformed data or an `ERROR` event, each retry of a failed list, and each probe of
+    /// EndpointSlices by [`Source::Auto`] on its Endpoints fallback. (Auto's list of
+    /// Endpoints right after a refused slice list is part of the same attempt.)
     pub relists: u64,
     /// Failures of any kind (each one also sets [`Status::last_error`]).
     pub errors: u64,
@@ -93,8 +95,15 @@ pub struct Status {
     /// When the current snapshot was published.
     pub last_update: Option<SystemTime>,
     /// When the API last confirmed the state: a list, an event or a bookmark. The time since
-    /// then is how stale the addresses may be.
+    /// then is how stale the addresses may be, unless the state is
+    /// [frozen](Self::frozen_since).
     pub last_sync: Option<SystemTime>,
+    /// Since when the state the API sends cannot be resolved, while it cannot: the target has
+    /// no port and the endpoints now offer several, or the named port is gone. The last good
+    /// snapshot is kept (frozen) and [`last_error`](Self::last_error) says why; bookmarks and
+    /// events still arrive, but they confirm a state the snapshot does not show. `None` again
+    /// once a resolve succeeds.
+    pub frozen_since: Option<SystemTime>,
     /// The last failure, kept after recovery; compare [`last_error_at`](Self::last_error_at)
     /// with [`last_sync`](Self::last_sync).
     pub last_error: Option<Error>,
@@ -117,6 +126,7 @@ impl Status {
             source: None,
             last_update: None,
             last_sync: None,
+            frozen_since: None,
             last_error: None,
             last_error_at: None,
             watching: false,
@@ -129,6 +139,9 @@ impl Status {
     ///
     /// The addresses are at most this old, as far as the API is concerned. While a watch is
     /// open, a quiet Service still confirms its state with each bookmark the server sends.
+    /// While the state cannot be resolved ([`frozen_since`](Self::frozen_since)), the
+    /// snapshot shows an older state than the one confirmed: staleness counts from the sync
+    /// that brought the unresolvable state, and grows until a resolve succeeds.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -147,14 +160,17 @@ impl Status {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn staleness(&self) -> Option<Duration> {
-        self.last_sync
+        self.frozen_since
+            .or(self.last_sync)
             .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
     }
 
-    /// Resolved, watching, and no failure since the last sync.
+    /// Resolved, watching, no failure since the last sync, and the state not
+    /// [frozen](Self::frozen_since).
     ///
-    /// False for a moment between two watches, and while the resolver backs off after a
-    /// failure.
+    /// False for a moment between two watches, while the resolver backs off after a
+    /// failure, and for as long as the state the API sends cannot be resolved (a readiness
+    /// probe built on it must not pass while every address may be gone).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -182,6 +198,75 @@ impl Status {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        self.resolved && self.watching && !error_after_sync
+        self.resolved && self.watching && !error_after_sync && self.frozen_since.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ago(secs: u64) -> Option<SystemTime> {
+        SystemTime::now().checked_sub(Duration::from_secs(secs))
+    }
+
+    fn watching_since(secs: u64) -> Status {
+        let mut s = Status::new();
+        s.resolved = true;
+        s.watching = true;
+        s.last_sync = ago(secs);
+        s
+    }
+
+    #[test]
+    fn a_resolved_watching_status_without_errors_is_healthy_and_fresh() {
+        let s = watching_since(1);
+        assert!(s.is_healthy());
+        assert!(s.staleness().is_some_and(|d| d < Duration::from_secs(100)));
+        for broken in [
+            Status {
+                resolved: false,
+                ..watching_since(1)
+            },
+            Status {
+                watching: false,
+                ..watching_since(1)
+            },
+            Status {
+                last_error_at: ago(0),
+                ..watching_since(1)
+            },
+            Status {
+                last_error_at: ago(0),
+                last_sync: None,
+                ..watching_since(1)
+            },
+        ] {
+            assert!(!broken.is_healthy(), "{broken:?}");
+        }
+        assert_eq!(Status::new().staleness(), None);
+    }
+
+    #[test]
+    fn a_frozen_state_is_unhealthy_and_stale_from_when_it_froze_despite_later_syncs() {
+        let s = Status {
+            frozen_since: ago(600),
+            last_error_at: ago(590),
+            ..watching_since(1)
+        };
+        assert!(!s.is_healthy());
+        assert!(
+            s.staleness().is_some_and(|d| d >= Duration::from_secs(600)),
+            "{:?}",
+            s.staleness()
+        );
+        let thawed = Status {
+            frozen_since: None,
+            ..s
+        };
+        assert!(thawed.is_healthy());
+        assert!(thawed
+            .staleness()
+            .is_some_and(|d| d < Duration::from_secs(100)));
     }
 }

@@ -11,14 +11,14 @@ const DEFAULT_SCHEME: &str = "kubernetes";
 /// The longest Kubernetes name label (RFC 1123 label), in characters.
 const MAX_LABEL_LEN: usize = 63;
 
-/// The longest port name (`IANA_SVC_NAME`), in characters.
-const MAX_PORT_NAME_LEN: usize = 15;
-
 /// A port of a Kubernetes Service: a number, or the name of one of its ports.
 ///
-/// A number is always in `1..=65535`; a name follows Kubernetes' rules for port names
-/// (`IANA_SVC_NAME`: 1 to 15 characters of `a-z`, `0-9` and `-`, at least one letter, no leading
-/// or trailing `-`, no `--`). [`Target`] only holds ports that follow these rules.
+/// A number is always in `1..=65535`; a name follows Kubernetes' rules for the name of a
+/// Service port (and of the endpoint port that carries it): a DNS label of 1 to 63 characters
+/// of `a-z`, `0-9` and `-`, starting and ending with a letter or digit, such as `grpc`,
+/// `grpc--web` or `tcp-prometheus-servicemonitor`. (The 15-character `IANA_SVC_NAME` rule is
+/// for container ports, which a target never names.) A name of digits only would read back as
+/// a number, so it is refused. [`Target`] only holds ports that follow these rules.
 /// `Display` writes the number or the name, as it appears after the `:` of a target.
 ///
 /// ```
@@ -58,6 +58,7 @@ impl fmt::Display for Port {
 /// kubernetes:///api.prod:8080                    kubernetes://prod/api:8080
 /// kubernetes://api.prod:8080                     kubernetes://api.prod:8080/
 /// kubernetes:///api.prod.svc.cluster.local:8080  kubernetes://api.prod.svc.cluster.local:8080
+/// kubernetes:///api.prod.svc.cluster.local.:8080 kubernetes:api.prod:8080
 /// ```
 ///
 /// The namespace may be left out (`kubernetes:///api:8080`): the resolver then uses the
@@ -66,16 +67,20 @@ impl fmt::Display for Port {
 /// (`kubernetes:///api.prod`): the resolver then uses the Service's only port. The port is a
 /// number or a port name (`kubernetes:///api.prod:grpc`). After the namespace, the third
 /// dotted label must be `svc`; the cluster domain after it (`cluster.local`) is accepted and
-/// ignored.
+/// ignored, and so is the final dot of such a fully qualified name
+/// (`api.prod.svc.cluster.local.`). As in Go's kuberesolver, the slashes may be left out
+/// (`kubernetes:api.prod:8080`, or `kubernetes:/api.prod:8080`): the rest is read like the
+/// part after `kubernetes:///`.
 ///
 /// Service and namespace names are RFC 1123 labels, as Kubernetes requires: 1 to 63 lowercase
 /// letters, digits and `-`, starting and ending with a letter or digit. Anything else (a
 /// query, a fragment, user info, an extra path segment or colon, uppercase letters, a port
 /// out of range) is an [`ErrorKind::InvalidTarget`](crate::ErrorKind::InvalidTarget) error
-/// that names the problem.
+/// that names the problem. So is a final dot anywhere but after a cluster domain
+/// (`kubernetes:///api.prod.`).
 ///
 /// `Display` writes the canonical form `{scheme}:///{service}[.{namespace}][:{port}]`, which
-/// parses back to the same `Target`.
+/// parses back to the same `Target`: every spelling of a target prints the same way.
 ///
 /// ```
 /// use kuberesolver::{Port, Target};
@@ -177,9 +182,9 @@ impl Target {
 
     /// Returns this target with the port `port`.
     ///
-    /// A [`Port::Number`] must be in `1..=65535`; a [`Port::Name`] must be a valid port name
-    /// (1 to 15 characters of `a-z`, `0-9` and `-`, at least one letter, no leading or trailing
-    /// `-`, no `--`). Otherwise the error is an
+    /// A [`Port::Number`] must be in `1..=65535`; a [`Port::Name`] must be a valid Service port
+    /// name (a DNS label: 1 to 63 characters of `a-z`, `0-9` and `-`, starting and ending with
+    /// a letter or digit) and not only digits. Otherwise the error is an
     /// [`ErrorKind::InvalidTarget`](crate::ErrorKind::InvalidTarget) naming the problem.
     ///
     /// ```
@@ -190,6 +195,7 @@ impl Target {
     ///
     /// assert!(Target::new("api")?.with_port(Port::Number(0)).is_err());
     /// assert!(Target::new("api")?.with_port(Port::Name("GRPC".to_string())).is_err());
+    /// assert!(Target::new("api")?.with_port(Port::Name("80".to_string())).is_err());
     /// # Ok::<(), kuberesolver::Error>(())
     /// ```
     pub fn with_port(self, port: Port) -> Result<Target, Error> {
@@ -335,10 +341,18 @@ fn parse(input: &str, scheme: String) -> Result<Target, String> {
     if input.is_empty() {
         return Err("empty target".to_string());
     }
-    let Some((given_scheme, rest)) = input.split_once("://") else {
-        return Err(format!(
-            "missing \"://\" (expected \"{scheme}:///service[.namespace][:port]\")"
-        ));
+    let missing_slashes =
+        || format!("missing \"://\" (expected \"{scheme}:///service[.namespace][:port]\")");
+    // `Some(rest)` after "scheme://"; `None` for Go's spellings without the authority
+    // ("scheme:service..." and "scheme:/service..."), whose rest is the path alone.
+    let (given_scheme, hierarchical, rest) = match input.split_once("://") {
+        Some((given, rest)) => (given, true, rest),
+        None => match input.split_once(':') {
+            Some((given, rest)) if given.eq_ignore_ascii_case(&scheme) => {
+                (given, false, rest.strip_prefix('/').unwrap_or(rest))
+            }
+            _ => return Err(missing_slashes()),
+        },
     };
     if !given_scheme.eq_ignore_ascii_case(&scheme) {
         return Err(format!("scheme {given_scheme:?} is not {scheme:?}"));
@@ -352,7 +366,11 @@ fn parse(input: &str, scheme: String) -> Result<Target, String> {
     if rest.contains('#') {
         return Err("fragment (\"#\") is not allowed".to_string());
     }
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (authority, path) = if hierarchical {
+        rest.split_once('/').unwrap_or((rest, ""))
+    } else {
+        ("", rest)
+    };
 
     let (service, namespace, port) = if authority.is_empty() {
         // kubernetes:///service[.namespace[.svc[.domain]]][:port]
@@ -365,7 +383,7 @@ fn parse(input: &str, scheme: String) -> Result<Target, String> {
         check_single_segment(path)?;
         check_label(authority, "namespace")?;
         let (name, port) = split_port(path)?;
-        if name.contains('.') {
+        if name.trim_end_matches('.').contains('.') {
             return Err(format!(
                 "namespace given twice (\"{authority}/\" before {name:?})"
             ));
@@ -431,17 +449,30 @@ fn parse_port(port: &str) -> Result<Port, String> {
     Ok(Port::Name(port.to_string()))
 }
 
-/// Splits `service[.namespace[.svc[.cluster.domain]]]`, checking every label.
+/// Splits `service[.namespace[.svc[.cluster.domain[.]]]]`, checking every label.
+///
+/// A final dot marks a fully qualified DNS name, so it is accepted only after a cluster domain:
+/// `echo.prod.svc.cluster.local.` is a name the cluster DNS answers; `echo.prod.` is not.
 fn split_dotted(name: &str) -> Result<(&str, Option<&str>), String> {
-    let mut labels = name.split('.');
+    let (labels_text, fully_qualified) = match name.strip_suffix('.') {
+        Some(without_dot) => (without_dot, true),
+        None => (name, false),
+    };
+    let mut labels = labels_text.split('.');
     // `split` always yields at least one item, so the default is never used.
     let service = labels.next().unwrap_or_default();
     check_label(service, "service name")?;
-    if name.ends_with('.') {
-        return Err(format!("trailing \".\" in {name:?}"));
-    }
+    let trailing_dot = || {
+        format!(
+            "trailing \".\" in {name:?} (only a full name such as \"service.namespace.svc.cluster.local.\" may end with a dot)"
+        )
+    };
     let Some(namespace) = labels.next() else {
-        return Ok((service, None));
+        return if fully_qualified {
+            Err(trailing_dot())
+        } else {
+            Ok((service, None))
+        };
     };
     check_label(namespace, "namespace")?;
     match labels.next() {
@@ -452,8 +483,13 @@ fn split_dotted(name: &str) -> Result<(&str, Option<&str>), String> {
             ))
         }
     }
+    let mut domain_labels = 0;
     for label in labels {
         check_label(label, "cluster domain label")?;
+        domain_labels += 1;
+    }
+    if fully_qualified && domain_labels == 0 {
+        return Err(trailing_dot());
     }
     Ok((service, Some(namespace)))
 }
@@ -488,35 +524,15 @@ fn check_label(label: &str, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that `name` is a port name (`IANA_SVC_NAME`, as Kubernetes' `IsValidPortName`).
+/// Checks that `name` is a Service port name: a DNS label, as Kubernetes validates
+/// `ServicePort.name` and `EndpointPort.name`, and not only digits, which would read back as a
+/// port number.
 fn check_port_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty port name".to_string());
-    }
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            return Err(format!(
-                "uppercase letter {c:?} in port name {name:?} (port names are lowercase)"
-            ));
-        }
-        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(format!("invalid character {c:?} in port name {name:?}"));
-        }
-    }
-    // All characters are ASCII here, so the length in bytes is the length in characters.
-    if name.len() > MAX_PORT_NAME_LEN {
+    check_label(name, "port name")?;
+    if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
-            "port name {name:?} is longer than {MAX_PORT_NAME_LEN} characters"
+            "port name {name:?} is only digits (it would read as a port number; use Port::Number)"
         ));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(format!("port name {name:?} starts or ends with \"-\""));
-    }
-    if name.contains("--") {
-        return Err(format!("port name {name:?} contains \"--\""));
-    }
-    if !name.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(format!("port name {name:?} has no letter"));
     }
     Ok(())
 }
@@ -650,6 +666,16 @@ mod tests {
         "kubernetes:///0.9:h",
         "kubernetes:///my-service-1.my-ns-2:grpc-web",
         "kubernetes:///a.b.svc.example-cluster.internal.corp:x",
+        "kubernetes:///service.namespace.svc.cluster.local.:8080",
+        "kubernetes://service.namespace.svc.cluster.local.:8080",
+        "kubernetes://service.namespace.svc.cluster.local./",
+        "kubernetes:service.namespace:8080",
+        "kubernetes:service",
+        "kubernetes:service.namespace.svc.cluster.local.:grpc",
+        "kubernetes:/service.namespace:8080",
+        "kubernetes:///cert-manager.cert-manager:tcp-prometheus-servicemonitor",
+        "kubernetes:///a.b:grpc--web",
+        "kubernetes:///a:1-2",
     ];
 
     // ---- every documented form ----------------------------------------------------------
@@ -725,6 +751,80 @@ mod tests {
         ] {
             is(&parses(input), "service", Some("namespace"), port);
         }
+    }
+
+    #[test]
+    fn a_final_dot_after_the_cluster_domain_is_accepted_as_in_go() {
+        for (input, port) in [
+            (
+                "kubernetes:///service.namespace.svc.cluster.local.:8080",
+                number(8080),
+            ),
+            ("kubernetes:///service.namespace.svc.cluster.local.", None),
+            (
+                "kubernetes://service.namespace.svc.cluster.local.:grpc",
+                name("grpc"),
+            ),
+            ("kubernetes://service.namespace.svc.cluster.local./", None),
+            ("kubernetes://service.namespace.svc.example.", None),
+        ] {
+            is(&parses(input), "service", Some("namespace"), port);
+        }
+    }
+
+    #[test]
+    fn go_spellings_without_slashes_read_like_the_path_form() {
+        for (input, namespace, port) in [
+            (
+                "kubernetes:service.namespace:8080",
+                Some("namespace"),
+                number(8080),
+            ),
+            ("kubernetes:service:grpc", None, name("grpc")),
+            ("kubernetes:service", None, None),
+            (
+                "kubernetes:service.namespace.svc.cluster.local.:8080",
+                Some("namespace"),
+                number(8080),
+            ),
+            ("Kubernetes:service.namespace", Some("namespace"), None),
+            (
+                "kubernetes:/service.namespace:8080",
+                Some("namespace"),
+                number(8080),
+            ),
+            ("kubernetes:/service", None, None),
+        ] {
+            is(&parses(input), "service", namespace, port);
+        }
+        let custom = Target::parse_with_scheme("k8s:api.prod:80", "k8s");
+        assert_eq!(
+            custom,
+            Target::parse_with_scheme("k8s:///api.prod:80", "k8s")
+        );
+        assert!(custom.is_ok());
+    }
+
+    #[test]
+    fn go_spellings_without_slashes_keep_every_other_rule() {
+        rejects("kubernetes:", "empty service name");
+        rejects("kubernetes:/", "empty service name");
+        rejects("kubernetes:ns/svc:80", "more than one path segment");
+        rejects("kubernetes:svc/", "trailing \"/\" after \"svc\"");
+        rejects("kubernetes:/svc/", "trailing \"/\" after \"svc\"");
+        rejects("kubernetes:svc:80:90", "more than one \":\"");
+        rejects("kubernetes:svc?x=1", "query (\"?\")");
+        rejects("kubernetes:svc#x", "fragment (\"#\")");
+        rejects("kubernetes:user@svc", "user info (\"@\")");
+        rejects("kubernetes:Svc", "uppercase letter 'S' in service name");
+        rejects("kubernetes:svc.ns.", "trailing \".\"");
+        rejects("kubernetes:a.b.c:80", "expected \"svc\"");
+        rejects("kubernetes:svc:0", "port 0 out of range");
+        rejects_with_scheme(
+            "kubernetes:svc",
+            "k8s",
+            "missing \"://\" (expected \"k8s:///service",
+        );
     }
 
     #[test]
@@ -804,7 +904,7 @@ mod tests {
             name("grpc-web"),
         );
         let longest = "a".repeat(63);
-        let port = "p".repeat(15);
+        let port = "p".repeat(63);
         is(
             &parses(&format!("kubernetes:///{longest}.{longest}:{port}")),
             &longest,
@@ -922,9 +1022,9 @@ mod tests {
 
     #[test]
     fn a_missing_or_wrong_scheme_is_rejected() {
-        rejects("kubernetes:/svc", "missing \"://\"");
-        rejects("kubernetes:svc", "missing \"://\"");
+        rejects("svc", "missing \"://\"");
         rejects("svc.ns:80", "missing \"://\"");
+        rejects("kubernete:svc.ns:80", "missing \"://\"");
         rejects("dns:///svc:80", "scheme \"dns\" is not \"kubernetes\"");
         rejects("://svc", "scheme \"\" is not \"kubernetes\"");
         rejects("kubernetes ://svc", "scheme \"kubernetes \"");
@@ -1073,12 +1173,28 @@ mod tests {
     }
 
     #[test]
-    fn trailing_dots_and_empty_domain_labels_are_rejected() {
-        rejects("kubernetes:///svc.", "trailing \".\"");
-        rejects("kubernetes:///a.b.", "trailing \".\"");
-        rejects("kubernetes:///a.b.svc.", "trailing \".\"");
-        rejects("kubernetes://a.b.svc.cluster.local.:80", "trailing \".\"");
+    fn a_final_dot_anywhere_but_after_a_cluster_domain_is_rejected() {
+        let only_after_a_domain =
+            "only a full name such as \"service.namespace.svc.cluster.local.\" may end with a dot";
+        rejects("kubernetes:///svc.", "trailing \".\" in \"svc.\"");
+        rejects("kubernetes:///svc.", only_after_a_domain);
+        rejects("kubernetes:///a.b.", "trailing \".\" in \"a.b.\"");
+        rejects("kubernetes:///a.b.svc.", "trailing \".\" in \"a.b.svc.\"");
+        rejects("kubernetes://a.b.svc.:80", "trailing \".\"");
+        rejects(
+            "kubernetes:///a.b.svc.cluster.local..",
+            "empty cluster domain label",
+        );
         rejects("kubernetes:///a.b.svc..local", "empty cluster domain label");
+        rejects("kubernetes:///.", "empty service name");
+        rejects(
+            "kubernetes://ns/svc.",
+            "invalid character '.' in service name",
+        );
+        rejects(
+            "kubernetes://ns/svc.:80",
+            "invalid character '.' in service name",
+        );
     }
 
     #[test]
@@ -1104,17 +1220,60 @@ mod tests {
     }
 
     #[test]
-    fn port_names_follow_kubernetes_rules() {
-        rejects("kubernetes:///a:http-", "starts or ends with \"-\"");
-        rejects("kubernetes:///a:-http", "starts or ends with \"-\"");
-        rejects("kubernetes:///a:my--port", "contains \"--\"");
-        rejects(
-            "kubernetes:///a:averyveryverylongname",
-            "longer than 15 characters",
+    fn service_port_names_are_dns_labels_of_up_to_63_characters() {
+        for port in [
+            "tcp-prometheus-servicemonitor",
+            "grpc--web",
+            "http-metrics-and-a-much-longer-name-than-iana-allows",
+            "1-2",
+            "9p",
+            "x",
+        ] {
+            is(
+                &parses(&format!("kubernetes:///a:{port}")),
+                "a",
+                None,
+                name(port),
+            );
+        }
+        is(
+            &parses("kubernetes:///cert-manager.cert-manager:tcp-prometheus-servicemonitor"),
+            "cert-manager",
+            Some("cert-manager"),
+            name("tcp-prometheus-servicemonitor"),
         );
-        rejects("kubernetes:///a:1-2", "has no letter");
-        rejects("kubernetes:///a:-80", "starts or ends with \"-\"");
+        let longest = "p".repeat(63);
+        is(
+            &parses(&format!("kubernetes://ns/a:{longest}")),
+            "a",
+            Some("ns"),
+            name(&longest),
+        );
+    }
+
+    #[test]
+    fn port_names_that_are_not_dns_labels_are_rejected_naming_the_rule() {
+        let edge = "does not start and end with a letter or digit";
+        rejects(
+            "kubernetes:///a:http-",
+            &format!("port name \"http-\" {edge}"),
+        );
+        rejects(
+            "kubernetes:///a:-http",
+            &format!("port name \"-http\" {edge}"),
+        );
+        rejects("kubernetes:///a:-80", &format!("port name \"-80\" {edge}"));
+        rejects("kubernetes:///a:--", &format!("port name \"--\" {edge}"));
+        rejects(
+            &format!("kubernetes:///a:{}", "p".repeat(64)),
+            "is longer than 63 characters",
+        );
         rejects("kubernetes:///a:+80", "invalid character '+' in port name");
+        rejects(
+            "kubernetes:///a:my.port",
+            "invalid character '.' in port name",
+        );
+        rejects("kubernetes:///a:Grpc", "uppercase letter 'G' in port name");
     }
 
     // ---- display, round trip, server name -----------------------------------------------
@@ -1162,6 +1321,11 @@ mod tests {
             "kubernetes://api.prod.svc.cluster.local:8080",
             "kubernetes://api.prod.svc:8080/",
             "Kubernetes:///api.prod:08080",
+            "kubernetes:///api.prod.svc.cluster.local.:8080",
+            "kubernetes://api.prod.svc.cluster.local.:8080",
+            "kubernetes:api.prod:8080",
+            "kubernetes:/api.prod:8080",
+            "kubernetes:api.prod.svc.cluster.local.:8080",
         ] {
             assert_eq!(parses(input), canonical, "{input}");
         }
@@ -1247,7 +1411,7 @@ mod tests {
         );
         builder_fails(
             api().and_then(|t| t.with_port(Port::Name("80".to_string()))),
-            "port name \"80\" has no letter",
+            "port name \"80\" is only digits",
         );
         builder_fails(
             api().and_then(|t| t.with_port(Port::Name(String::new()))),
@@ -1258,8 +1422,12 @@ mod tests {
             "uppercase letter 'G' in port name",
         );
         builder_fails(
-            api().and_then(|t| t.with_port(Port::Name("a--b".to_string()))),
-            "contains \"--\"",
+            api().and_then(|t| t.with_port(Port::Name("a-".to_string()))),
+            "port name \"a-\" does not start and end with a letter or digit",
+        );
+        builder_fails(
+            api().and_then(|t| t.with_port(Port::Name("p".repeat(64)))),
+            "longer than 63",
         );
         builder_fails(api().and_then(|t| t.with_scheme("")), "empty scheme");
         builder_fails(
@@ -1322,20 +1490,11 @@ mod tests {
         label
     }
 
-    /// A random valid port name of 1 to 15 characters.
+    /// A random valid Service port name: an RFC 1123 label that is not only digits.
     fn random_port_name(rng: &mut Rng) -> String {
-        let len = 1 + rng.below(15);
-        let mut name = String::new();
-        while name.len() < len {
-            let pushed = if name.is_empty() || name.len() + 1 == len || name.ends_with('-') {
-                *rng.pick(&['a', 'z', '0', '9', 'h'])
-            } else {
-                *rng.pick(&['a', 'z', '0', '9', 'h', '-'])
-            };
-            name.push(pushed);
-        }
-        if !name.bytes().any(|b| b.is_ascii_lowercase()) {
-            let at = rng.below(len);
+        let mut name = random_label(rng);
+        if name.bytes().all(|b| b.is_ascii_digit()) {
+            let at = rng.below(name.len());
             name.replace_range(at..=at, &rng.string(LETTERS, 1));
         }
         name
@@ -1404,8 +1563,16 @@ mod tests {
                 format!("{scheme}://{service}{}{port}", dotted_ns(&target)),
                 format!("{scheme}://{service}{}{port}/", dotted_ns(&target)),
             ];
+            forms.push(format!("{scheme}:{service}{}{port}", dotted_ns(&target)));
+            forms.push(format!("{scheme}:/{service}{}{port}", dotted_ns(&target)));
             if let Some(ns) = target.namespace() {
                 forms.push(format!("{scheme}:///{service}.{ns}.svc{port}"));
+                forms.push(format!(
+                    "{scheme}:///{service}.{ns}.svc.cluster.local.{port}"
+                ));
+                forms.push(format!(
+                    "{scheme}://{service}.{ns}.svc.cluster.local.{port}/"
+                ));
                 forms.push(format!(
                     "{scheme}:///{service}.{ns}.svc.cluster.local{port}"
                 ));

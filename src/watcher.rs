@@ -14,8 +14,8 @@ use log::{debug, info, warn};
 
 use crate::backoff::{Backoff, BackoffPolicy, Rng};
 use crate::client::{printable, Client};
-use crate::decode::{decode_event, Line, LineSplitter, WatchEvent};
-use crate::machine::{Command, Machine, Outcome};
+use crate::decode::{decode_event, not_an_event, Line, LineSplitter, WatchEvent};
+use crate::machine::{Command, Machine, Outcome, WatchError};
 use crate::publish::Shared;
 use crate::source::Resource;
 use crate::state::{Normalized, State};
@@ -45,13 +45,19 @@ pub(crate) struct Watcher {
     shared: Arc<Shared>,
     stop: Receiver<()>,
     stopping: Arc<AtomicBool>,
+    /// The resource of the current request (the machine chooses it).
     resource: Resource,
     state: State,
     rng: Rng,
-    /// The slice API is missing or forbidden and we fell back to Endpoints (Auto only).
-    fell_back: bool,
+    /// Auto only: why the last EndpointSlice list was refused, while it stays refused; kept to
+    /// name both RBAC rules when Endpoints are refused too.
+    slices_refusal: Option<Error>,
+    /// Auto's fallback to Endpoints was reported once already (later ones are debug lines).
+    fallback_reported: bool,
     /// FQDN slices were reported once already.
     fqdn_reported: std::cell::Cell<bool>,
+    /// Objects of other Services (a server that ignores the selector) were reported once.
+    foreign_reported: std::cell::Cell<bool>,
 }
 
 impl Watcher {
@@ -62,21 +68,19 @@ impl Watcher {
         stop: Receiver<()>,
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
-        let resource = match settings.source {
-            Source::Endpoints => Resource::Endpoints,
-            Source::EndpointSlices | Source::Auto => Resource::EndpointSlices,
-        };
         Watcher {
             settings,
             client,
             shared,
             stop,
             stopping,
-            resource,
+            resource: Resource::EndpointSlices,
             state: State::default(),
             rng: Rng::new(Rng::entropy()),
-            fell_back: false,
+            slices_refusal: None,
+            fallback_reported: false,
             fqdn_reported: std::cell::Cell::new(false),
+            foreign_reported: std::cell::Cell::new(false),
         }
     }
 
@@ -88,24 +92,45 @@ impl Watcher {
     pub(crate) fn run(mut self) {
         // Whatever ends this thread, even a panic, ends the subscriptions and wakes wait_ready.
         let _stop = StopOnExit(self.shared.clone());
-        let mut machine = Machine::new(Backoff::new(self.settings.backoff, self.rng.next_u64()));
+        let backoff = Backoff::new(self.settings.backoff, self.rng.next_u64());
+        let mut machine = Machine::new(self.settings.source, backoff);
         let mut command = machine.step(Outcome::Start);
         let mut lists = 0u64;
         let mut after_list = false;
+        // Auto's list of Endpoints right after a refused slice list: the same attempt.
+        let mut fallback_list = false;
         while !self.stopping() {
             let is_request = !matches!(command, Command::Wait(_));
-            if is_request && lists > 0 && !after_list {
+            if is_request && lists > 0 && !after_list && !fallback_list {
                 self.shared.update_status(|s| s.counters.reconnects += 1);
             }
+            let mut list_error = None;
             let outcome = match command {
-                Command::List => {
-                    if lists > 0 {
+                Command::List { resource } => {
+                    if lists > 0 && !fallback_list {
                         self.shared.update_status(|s| s.counters.relists += 1);
                     }
                     lists += 1;
-                    self.list()
+                    self.resource = resource;
+                    match self.list() {
+                        Ok(listed) => listed,
+                        Err(e) => {
+                            let outcome = Outcome::ListFailed {
+                                status: e.status(),
+                                retry_after: e.retry_after(),
+                            };
+                            list_error = Some(e);
+                            outcome
+                        }
+                    }
                 }
-                Command::Watch { resource_version } => self.watch(resource_version),
+                Command::Watch {
+                    resource,
+                    resource_version,
+                } => {
+                    self.resource = resource;
+                    self.watch(resource_version)
+                }
                 Command::Wait(delay) => match self.stop.recv_timeout(delay) {
                     Err(RecvTimeoutError::Timeout) => Outcome::Waited,
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
@@ -116,6 +141,11 @@ impl Watcher {
             }
             after_list = matches!(outcome, Outcome::Listed { .. });
             command = machine.step(outcome);
+            fallback_list = false;
+            if let Some(e) = list_error {
+                let fell_back = self.list_failed(e, &machine);
+                fallback_list = fell_back && matches!(command, Command::List { .. });
+            }
             if let Command::Wait(delay) = &command {
                 debug!("{}: retrying in {delay:.1?}", self.settings.label);
             }
@@ -135,63 +165,98 @@ impl Watcher {
             .update_status(|s| s.last_sync = Some(SystemTime::now()));
     }
 
-    fn list(&mut self) -> Outcome {
+    fn list(&mut self) -> Result<Outcome, Error> {
         let s = &self.settings;
-        loop {
-            match self.client.list(self.resource, &s.namespace, &s.service) {
-                Ok(listed) => {
-                    let resource = self.resource;
-                    self.shared.update_status(|st| {
-                        st.counters.lists += 1;
-                        st.source = Some(resource.source());
-                    });
-                    let items = listed
-                        .items
-                        .into_iter()
-                        .map(|(name, object)| {
-                            let groups = self.checked(&name, object);
-                            (name, groups)
-                        })
-                        .collect::<Vec<_>>();
-                    self.state.replace_all(items);
-                    self.synced();
-                    self.publish();
-                    return Outcome::Listed {
-                        resource_version: listed.resource_version,
-                    };
-                }
-                Err(e) if self.should_fall_back(&e) => {
+        let listed = self.client.list(self.resource, &s.namespace, &s.service)?;
+        let resource = self.resource;
+        self.shared.update_status(|st| {
+            st.counters.lists += 1;
+            st.source = Some(resource.source());
+        });
+        if resource == Resource::EndpointSlices && self.slices_refusal.take().is_some() {
+            info!(
+                "{}: the EndpointSlice API is allowed now; using it instead of Endpoints",
+                s.label
+            );
+        }
+        let items = listed
+            .items
+            .into_iter()
+            .filter_map(|(name, object)| {
+                let groups = self.checked(&name, object)?;
+                Some((name, groups))
+            })
+            .collect::<Vec<_>>();
+        self.state.replace_all(items);
+        self.synced();
+        self.publish();
+        Ok(Outcome::Listed {
+            resource_version: listed.resource_version,
+        })
+    }
+
+    /// Report a failed list, once the machine has decided what comes next. Returns whether
+    /// it was Auto's slice list refused (the machine falls back to Endpoints, or keeps
+    /// watching them after a probe): not a failure of the resolver.
+    fn list_failed(&mut self, e: Error, machine: &Machine) -> bool {
+        if e.status() == Some(401) {
+            self.client.refresh_token();
+        }
+        let refused = machine.slices_refused();
+        match self.resource {
+            Resource::EndpointSlices if refused.is_some() && e.status() == refused => {
+                let label = &self.settings.label;
+                let what = if refused == Some(404) {
+                    "missing"
+                } else {
+                    "forbidden"
+                };
+                if self.fallback_reported {
+                    debug!("{label}: the EndpointSlice API is still {what}; using Endpoints");
+                } else {
+                    self.fallback_reported = true;
                     warn!(
-                        "{}: the EndpointSlice API is {} ({e}); falling back to core/v1 Endpoints. \
-                         To use EndpointSlices, grant the service account a Role rule: {}",
-                        s.label,
-                        if e.status() == Some(404) { "missing" } else { "forbidden" },
+                        "{label}: the EndpointSlice API is {what} ({e}); falling back to core/v1 \
+                         Endpoints, and trying EndpointSlices again at each relist. To use \
+                         EndpointSlices, grant the service account a Role rule: {}",
                         Resource::EndpointSlices.rbac_rule()
                     );
-                    self.fell_back = true;
-                    self.resource = Resource::Endpoints;
                 }
-                Err(e) => {
-                    if e.status() == Some(401) {
-                        self.client.refresh_token();
-                    }
-                    let retry_after = e.retry_after();
-                    self.fail(e);
-                    return Outcome::ListFailed { retry_after };
-                }
+                self.slices_refusal = Some(e);
+                true
+            }
+            // On the fallback, an Endpoints failure also says why slices were not used: with
+            // both refused, the error names both RBAC rules.
+            Resource::Endpoints if refused.is_some() => {
+                let e = match &self.slices_refusal {
+                    Some(slices) => e.after(slices),
+                    None => e,
+                };
+                self.fail(e);
+                false
+            }
+            _ => {
+                self.fail(e);
+                false
             }
         }
     }
 
-    fn should_fall_back(&self, e: &Error) -> bool {
-        self.settings.source == Source::Auto
-            && self.resource == Resource::EndpointSlices
-            && !self.fell_back
-            && matches!(e.status(), Some(403 | 404))
-    }
-
-    /// Warn about what the decoder skipped, and keep the groups.
-    fn checked(&self, name: &str, object: Normalized) -> Vec<crate::state::Group> {
+    /// Warn about what the decoder skipped, and keep the groups; `None` for an object of
+    /// another Service (reported once).
+    fn checked(&self, name: &str, object: Normalized) -> Option<Vec<crate::state::Group>> {
+        if !object.belongs_to(&self.settings.service) {
+            if !self.foreign_reported.replace(true) {
+                warn!(
+                    "{}: the API server sent {} {name:?} of Service {:?}: it ignores the \
+                     selector (a proxy or mock?); ignoring objects of other Services",
+                    self.settings.label,
+                    self.resource,
+                    printable(object.service.as_deref().unwrap_or("<none>").as_bytes())
+                );
+            }
+            return None;
+        }
         if !object.bad_ips.is_empty() {
             warn!(
                 "{}: {} {name:?} has addresses that are not IPs, skipped: {}",
@@ -206,7 +271,7 @@ impl Watcher {
                 self.settings.label
             );
         }
-        object.groups
+        Some(object.groups)
     }
 
     /// Merge the state into endpoints and publish them if they changed. A port problem is an
@@ -224,7 +289,12 @@ impl Watcher {
                     );
                 }
             }
-            Err(e) => self.fail(e),
+            Err(e) => {
+                if !self.stopping() {
+                    warn!("{}: {e}", s.label);
+                    self.shared.record_unresolvable(e);
+                }
+            }
         }
     }
 
@@ -300,15 +370,23 @@ impl Watcher {
             let n = match body.read(&mut buf) {
                 Ok(0) => {
                     if splitter.has_partial() {
+                        // One complete object and no event (a List, a Status): resuming would
+                        // get the same answer; relist, as client-go does after bad data.
+                        if let Some(object) = not_an_event(splitter.partial()) {
+                            self.fail(object.into_error());
+                            return failed(resource_version, true, progressed);
+                        }
                         self.fail(Error::transport(
                             "the watch stream ended in the middle of an event",
                         ));
                         return failed(resource_version, false, progressed);
                     }
                     debug!("{}: watch ended; watching again", self.settings.label);
+                    let lasted = started.elapsed();
                     return Outcome::WatchEnded {
                         resource_version: resource_version.clone(),
-                        healthy: progressed || started.elapsed() >= healthy_after,
+                        healthy: progressed || lasted >= healthy_after,
+                        lasted,
                     };
                 }
                 Ok(n) => n,
@@ -343,10 +421,13 @@ impl Watcher {
                 let event = match decode_event(line, self.resource) {
                     Ok(event) => event,
                     Err(e) => {
-                        self.fail(Error::decode(format!(
-                            "{e}; relisting (line starts {:?})",
-                            printable(&line[..line.len().min(80)])
-                        )));
+                        self.fail(match not_an_event(line) {
+                            Some(object) => object.into_error(),
+                            None => Error::decode(format!(
+                                "{e}; relisting (line starts {:?})",
+                                printable(&line[..line.len().min(80)])
+                            )),
+                        });
                         return failed(resource_version, true, progressed);
                     }
                 };
@@ -356,8 +437,11 @@ impl Watcher {
                         resource_version: rv,
                         object,
                     } => {
-                        let groups = self.checked(&name, object);
-                        dirty |= self.state.apply(name, groups);
+                        dirty |= match self.checked(&name, object) {
+                            Some(groups) => self.state.apply(name, groups),
+                            // Not ours (any more): a selector would have sent DELETED.
+                            None => self.state.delete(&name),
+                        };
                         self.advance(resource_version, rv, true);
                     }
                     WatchEvent::Deleted {
@@ -373,20 +457,6 @@ impl Watcher {
                         self.advance(resource_version, Some(rv), false);
                     }
                     WatchEvent::Error {
-                        code: Some(410), ..
-                    } => {
-                        if dirty {
-                            self.publish();
-                        }
-                        debug!(
-                            "{}: resourceVersion {resource_version} expired; relisting",
-                            self.settings.label
-                        );
-                        return Outcome::Expired {
-                            healthy: progressed,
-                        };
-                    }
-                    WatchEvent::Error {
                         code,
                         reason,
                         message,
@@ -394,16 +464,36 @@ impl Watcher {
                         if dirty {
                             self.publish();
                         }
-                        self.fail(Error::api(
-                            code.unwrap_or(500),
-                            reason,
-                            format!(
-                                "the watch sent an ERROR event: {}",
-                                printable(message.as_bytes())
-                            ),
-                            None,
-                        ));
-                        return failed(resource_version, false, progressed);
+                        let error = WatchError::classify(code, reason.as_deref());
+                        let next = match error {
+                            WatchError::Expired => {
+                                debug!(
+                                    "{}: resourceVersion {resource_version} expired; relisting",
+                                    self.settings.label
+                                );
+                                None
+                            }
+                            WatchError::TooManyRequests | WatchError::InternalError => {
+                                Some("resuming after a backoff (relisting if it repeats)")
+                            }
+                            WatchError::Other => Some("relisting after a backoff"),
+                        };
+                        if let Some(next) = next {
+                            self.fail(Error::api(
+                                code.unwrap_or(500),
+                                reason,
+                                format!(
+                                    "the watch sent an ERROR event: {}; {next}",
+                                    printable(message.as_bytes())
+                                ),
+                                None,
+                            ));
+                        }
+                        return Outcome::ErrorEvent {
+                            resource_version: resource_version.clone(),
+                            error,
+                            healthy: progressed,
+                        };
                     }
                     WatchEvent::Unknown { kind } => {
                         debug!(

@@ -1086,12 +1086,13 @@ fn oversized_line() -> String {
 
 /// How many faults of each kind took effect on the resolver, from the server's request log:
 /// faults a watch carried out on the wire, failures that answered a request, 401s and 403s
-/// from token rotation and RBAC, watches answered with the 410 of a compacted
-/// resourceVersion; and `restarts` that cut an open watch. (Faults on the next watch count as
-/// the fault they were.)
+/// from token rotation and RBAC (a run of them, while the resolver retries, counts once),
+/// watches answered with the 410 of a compacted resourceVersion; and `restarts` that cut an
+/// open watch. (Faults on the next watch count as the fault they were.)
 fn effects(log: &[RequestRecord], restarts: u64) -> BTreeMap<Kind, u64> {
     let mut took = BTreeMap::new();
     let mut add = |kind: Kind| *took.entry(kind).or_insert(0) += 1;
+    let mut previous = 0;
     for r in log {
         for fault in &r.faults {
             add(match fault {
@@ -1118,10 +1119,11 @@ fn effects(log: &[RequestRecord], restarts: u64) -> BTreeMap<Kind, u64> {
             (Some(Failure::CloseWithoutAnswer), _) => add(Kind::CloseWithoutAnswer),
             (Some(Failure::Hang), _) => add(Kind::Hang),
             (Some(Failure::Status { .. }), _) => add(Kind::GoneOnWatch),
-            (None, 401) => add(Kind::TokenRotation),
-            (None, 403) => add(Kind::Forbidden),
+            (None, 401) if previous != 401 => add(Kind::TokenRotation),
+            (None, 403) if previous != 403 => add(Kind::Forbidden),
             _ => {}
         }
+        previous = r.status;
     }
     if restarts > 0 {
         took.insert(Kind::Restart, restarts);

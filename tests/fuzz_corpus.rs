@@ -171,19 +171,12 @@ fn label(rng: &mut Rng) -> String {
     String::from_utf8(out).expect("ascii")
 }
 
-/// A random valid port name (`IANA_SVC_NAME`): 1 to 15 of `a-z0-9-`, at least one letter, no
-/// leading or trailing `-`, no `--`.
+/// A random valid Service port name: a DNS label (1 to 63 of `a-z0-9-`, `--` allowed, no
+/// leading or trailing `-`) that is not only digits.
 fn port_name(rng: &mut Rng) -> String {
     loop {
-        let len = if rng.chance(10) { 15 } else { rng.range(1, 8) };
-        let name: String = (0..len)
-            .map(|_| char::from(*rng.pick(LABEL_CHARS)))
-            .collect();
-        let valid = !name.starts_with('-')
-            && !name.ends_with('-')
-            && !name.contains("--")
-            && name.bytes().any(|b| b.is_ascii_lowercase());
-        if valid {
+        let name = label(rng);
+        if name.bytes().any(|b| b.is_ascii_lowercase()) {
             return name;
         }
     }
@@ -242,11 +235,18 @@ fn spellings(rng: &mut Rng, target: &Target, given: &str) -> Vec<String> {
             out.push(format!("{given}://{service}.{ns}{port}/"));
             out.push(format!("{given}://{service}.{ns}.svc{domain}{port}"));
             out.push(format!("{given}://{ns}/{service}{port}"));
+            // Go's kuberesolver also takes a final dot after the domain, and no slashes.
+            out.push(format!("{given}:///{service}.{ns}.svc{domain}.{port}"));
+            out.push(format!("{given}://{service}.{ns}.svc{domain}.{port}/"));
+            out.push(format!("{given}:{service}.{ns}{port}"));
+            out.push(format!("{given}:/{service}.{ns}.svc{domain}.{port}"));
         }
         None => {
             out.push(format!("{given}:///{service}{port}"));
             out.push(format!("{given}://{service}{port}"));
             out.push(format!("{given}://{service}{port}/"));
+            out.push(format!("{given}:{service}{port}"));
+            out.push(format!("{given}:/{service}{port}"));
         }
     }
     out

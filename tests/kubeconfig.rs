@@ -188,14 +188,15 @@ fn insecure_skip_tls_verify_is_honoured_only_from_a_kubeconfig() {
 }
 
 /// An exec plugin script that prints the token in `dir/token`, counts its runs in `dir/runs`,
-/// and saves `KUBERNETES_EXEC_INFO` to `dir/info`.
+/// and saves `KUBERNETES_EXEC_INFO` to `dir/info`. It answers in the apiVersion it was asked in.
 fn exec_plugin(dir: &Path) -> PathBuf {
     let script = dir.join("plugin.sh");
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\nD={}\necho run >> \"$D/runs\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$D/info\"\n\
-             printf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}' \"$(cat \"$D/token\")\"\n",
+             V=$(sed -n 's/.*\"apiVersion\":\"\\([^\"]*\\)\".*/\\1/p' \"$D/info\")\n\
+             printf '{{\"apiVersion\":\"%s\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"%s\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}}}' \"$V\" \"$(cat \"$D/token\")\"\n",
             dir.display()
         ),
     )
@@ -260,6 +261,109 @@ fn an_exec_plugin_token_is_cached_and_fetched_again_after_a_401() {
     );
 }
 
+/// What the plugin of `dir` found in `KUBERNETES_EXEC_INFO` when it last ran.
+fn exec_info(dir: &Path) -> serde_json::Value {
+    let info = std::fs::read_to_string(dir.join("info")).expect("the plugin ran");
+    serde_json::from_str(&info).expect("KUBERNETES_EXEC_INFO is JSON")
+}
+
+/// A cluster whose CA file is named relatively, with a tls-server-name and two extensions.
+fn cluster_for_exec_plugins(server: &FakeApiServer, dir: &Path) -> serde_json::Value {
+    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
+    serde_json::json!({
+        "server": server.url(),
+        "certificate-authority": "ca.pem",
+        "tls-server-name": "localhost",
+        "extensions": [
+            {"name": "client.authentication.k8s.io/exec", "extension": {"audience": "kuberesolver-test", "region": ["eu", 1]}},
+            {"name": "another-extension", "extension": {"audience": "not-this-one"}},
+        ],
+    })
+}
+
+#[test]
+fn an_exec_plugin_that_asks_for_cluster_info_gets_the_server_ca_name_and_exec_extension() {
+    let server = tls_cluster(TlsIdentity::test_server(), Some("exec-cluster"));
+    let dir = folder("exec-cluster");
+    std::fs::write(dir.join("token"), "exec-cluster").expect("token");
+    let script = exec_plugin(&dir);
+    for provide_cluster_info in [true, false] {
+        let path = write_kubeconfig(
+            &dir,
+            cluster_for_exec_plugins(&server, &dir),
+            serde_json::json!({"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": script.display().to_string(),
+                "interactiveMode": "Never",
+                "provideClusterInfo": provide_cluster_info,
+            }}),
+        );
+        let r = resolve_with(
+            Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+            "kubernetes:///echo:grpc",
+        );
+        converges_to(&r, &addrs(8080, [1, 2]));
+        let spec = &exec_info(&dir)["spec"];
+        if provide_cluster_info {
+            assert_eq!(
+                spec["cluster"],
+                serde_json::json!({
+                    "server": server.url(),
+                    "certificate-authority-data": base64(TEST_CA_PEM.as_bytes()),
+                    "tls-server-name": "localhost",
+                    "config": {"audience": "kuberesolver-test", "region": ["eu", 1]},
+                }),
+                "{spec}"
+            );
+        } else {
+            assert_eq!(spec, &serde_json::json!({"interactive": false}));
+        }
+    }
+}
+
+#[test]
+fn an_exec_plugin_gets_the_same_cluster_info_from_us_as_from_kubectl() {
+    if !kubectl_runs() {
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("exec-cluster"));
+    let dir = folder("exec-cluster-kubectl");
+    std::fs::write(dir.join("token"), "exec-cluster").expect("token");
+    let script = exec_plugin(&dir);
+    // v1beta1, which every kubectl since 1.20 (the first with provideClusterInfo) speaks.
+    let path = write_kubeconfig(
+        &dir,
+        cluster_for_exec_plugins(&server, &dir),
+        serde_json::json!({"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": script.display().to_string(),
+            "provideClusterInfo": true,
+        }}),
+    );
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["get", "--raw", "/api/v1/namespaces/prod/endpoints/echo"])
+        .env("KUBECONFIG", &path)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        kubectl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    let from_kubectl = exec_info(&dir);
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+    let from_us = exec_info(&dir);
+    assert_eq!(from_us["spec"]["cluster"], from_kubectl["spec"]["cluster"]);
+    assert!(
+        from_us["spec"]["cluster"]["config"].is_object(),
+        "{from_us}"
+    );
+}
+
 #[test]
 fn a_failing_exec_plugin_fails_spawn_with_its_stderr() {
     let dir = folder("exec-fail");
@@ -291,30 +395,143 @@ fn a_failing_exec_plugin_fails_spawn_with_its_stderr() {
     );
 }
 
+/// Whether the real kubectl runs here. A test that needs it fails when `CI` is set (CI
+/// installs it), and says it is skipped otherwise.
+fn kubectl_runs() -> bool {
+    let runs = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        missing_prerequisite("kubectl on PATH");
+    }
+    runs
+}
+
+/// A YAML kubeconfig: the cluster `fake` is `server` (with the test CA in `ca.pem` next to the
+/// file, named relatively), then `rest` (contexts, users, current-context).
+fn kubeconfig_yaml(server: &FakeApiServer, rest: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority: ca.pem\n{rest}",
+        server.url()
+    )
+}
+
+/// `dir/config`: [`kubeconfig_yaml`] with the current context `test` in `prod`, whose user is
+/// written as the YAML flow mapping `user`.
+fn write_yaml_kubeconfig(dir: &Path, server: &FakeApiServer, user: &str) -> PathBuf {
+    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
+    let path = dir.join("config");
+    let rest = format!(
+        "current-context: test\ncontexts:\n- name: test\n  context: {{cluster: fake, user: me, namespace: prod}}\n\
+         users:\n- name: me\n  user: {user}\n"
+    );
+    std::fs::write(&path, kubeconfig_yaml(server, &rest)).expect("yaml");
+    path
+}
+
+#[test]
+fn a_yaml_kubeconfigs_relative_token_file_and_exec_command_are_found_in_its_folder() {
+    if !kubectl_runs() {
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("relative-token"));
+    // The test runs in the crate's folder; the kubeconfig is elsewhere, and the paths it
+    // names do not exist relative to the working directory.
+    let dir = folder("yaml-relative");
+    assert!(!Path::new("relative-token-file").exists() && !Path::new("bin/plugin.sh").exists());
+    std::fs::write(dir.join("relative-token-file"), "relative-token\n").expect("token");
+    let path = write_yaml_kubeconfig(&dir, &server, "{tokenFile: relative-token-file}");
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+
+    let plugin_dir = dir.join("bin");
+    std::fs::create_dir_all(&plugin_dir).expect("bin");
+    std::fs::write(plugin_dir.join("token"), "relative-token").expect("token");
+    exec_plugin(&plugin_dir);
+    let path = write_yaml_kubeconfig(
+        &dir,
+        &server,
+        "{exec: {command: ./bin/plugin.sh, apiVersion: client.authentication.k8s.io/v1, interactiveMode: Never}}",
+    );
+    let r = resolve_with(
+        Config::from_kubeconfig_file(&path).expect("kubeconfig"),
+        "kubernetes:///echo:grpc",
+    );
+    // The server takes only this token, which only the plugin prints.
+    converges_to(&r, &addrs(8080, [1, 2]));
+}
+
+#[test]
+fn with_several_kubeconfig_files_a_users_paths_start_from_the_first_file_that_defines_it() {
+    if !kubectl_runs() {
+        return;
+    }
+    let server = tls_cluster(TlsIdentity::test_server(), Some("right-token"));
+    let root = folder("several");
+    for current in ["files", "plugin"] {
+        // The contexts and the cluster in one file; the user `me` in the next two (the first
+        // wins) with a token file next to each; the user `plugin` only in the last, JSON one.
+        let contexts = root.join("contexts");
+        std::fs::create_dir_all(&contexts).expect("contexts");
+        std::fs::write(contexts.join("ca.pem"), TEST_CA_PEM).expect("ca");
+        let rest = format!(
+            "current-context: {current}\ncontexts:\n\
+             - name: files\n  context: {{cluster: fake, user: me, namespace: prod}}\n\
+             - name: plugin\n  context: {{cluster: fake, user: plugin, namespace: prod}}\n"
+        );
+        let contexts = contexts.join("config");
+        std::fs::write(&contexts, kubeconfig_yaml(&server, &rest)).expect("contexts");
+        let first = root.join("first");
+        std::fs::create_dir_all(&first).expect("first");
+        std::fs::write(first.join("token"), "right-token").expect("token");
+        std::fs::write(
+            first.join("config"),
+            "apiVersion: v1\nkind: Config\nusers:\n- name: me\n  user: {tokenFile: token}\n",
+        )
+        .expect("first");
+        let last = root.join("last");
+        std::fs::create_dir_all(last.join("bin")).expect("last");
+        std::fs::write(last.join("token"), "wrong-token").expect("token");
+        std::fs::write(last.join("bin").join("token"), "right-token").expect("token");
+        exec_plugin(&last.join("bin"));
+        std::fs::write(
+            last.join("config.json"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Config", "users": [
+                {"name": "me", "user": {"tokenFile": "token"}},
+                {"name": "plugin", "user": {"exec": {
+                    "command": "./bin/plugin.sh",
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "interactiveMode": "Never",
+                }}},
+            ]})
+            .to_string(),
+        )
+        .expect("last");
+        let config = Config::from_kubeconfig_files([
+            contexts,
+            root.join("missing"),
+            first.join("config"),
+            last.join("config.json"),
+        ])
+        .expect(current);
+        let r = resolve_with(config, "kubernetes:///echo:grpc");
+        // The server takes only the right token.
+        converges_to(&r, &addrs(8080, [1, 2]));
+    }
+}
+
 #[test]
 fn a_yaml_kubeconfig_is_read_through_kubectl() {
-    if std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        missing_prerequisite("kubectl on PATH");
+    if !kubectl_runs() {
         return;
     }
     let server = tls_cluster(TlsIdentity::test_server(), Some("yaml-token"));
     let dir = folder("yaml");
-    std::fs::write(dir.join("ca.pem"), TEST_CA_PEM).expect("ca");
-    let path = dir.join("config");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: me\n    namespace: prod\n\
-             clusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority: ca.pem\nusers:\n- name: me\n  user:\n    token: yaml-token\n",
-            server.url()
-        ),
-    )
-    .expect("yaml");
+    let path = write_yaml_kubeconfig(&dir, &server, "{token: yaml-token}");
     let config = Config::from_kubeconfig_file(&path).expect("kubectl reads the YAML");
     let r = resolve_with(config, "kubernetes:///echo:grpc");
     converges_to(&r, &addrs(8080, [1, 2]));

@@ -126,7 +126,7 @@ fn serve(mut stream: TcpStream, endless: Endless, answers: &Mutex<Vec<Answer>>, 
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        if line.contains("watch=1") || line.contains("hostile") {
+        if line.contains("watch=true") || line.contains("hostile") {
             let mut out = Counting {
                 stream: &mut stream,
                 written: 0,

@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{ChunkMode, Failure, FakeApiServer, Fault, Pod, Resource};
-use kuberesolver::{ErrorKind, Snapshot};
+use kuberesolver::{Config, ErrorKind, Snapshot, Source};
 use support::*;
 
 #[test]
@@ -24,6 +24,11 @@ fn every_target_form_resolves_the_same_service() {
         "kubernetes://echo.prod.svc.cluster.local:8080",
         "kubernetes:///echo.prod.svc.cluster.local",
         "kubernetes://echo.prod",
+        // Go's kuberesolver also takes a fully qualified name and no slashes.
+        "kubernetes:///echo.prod.svc.cluster.local.:grpc",
+        "kubernetes://echo.prod.svc.cluster.local.:8080",
+        "kubernetes:echo.prod:grpc",
+        "kubernetes:/echo.prod:8080",
     ] {
         let r = resolver(&server, target);
         let snapshot = r.wait_ready(PATIENCE).expect(target);
@@ -34,11 +39,49 @@ fn every_target_form_resolves_the_same_service() {
         "kubernetes:///echo:grpc",
         "kubernetes://echo:9090/",
         "kubernetes:///echo",
+        "kubernetes:echo:grpc",
     ] {
         let r = resolver(&server, target);
         let snapshot = r.wait_ready(PATIENCE).expect(target);
         assert_eq!(&snapshot.addresses()[..], addrs(9090, [1]), "{target}");
         assert_eq!(r.target().namespace(), Some("default"));
+    }
+}
+
+#[test]
+fn service_port_names_up_to_63_characters_and_with_double_hyphens_resolve() {
+    let server = cluster();
+    let ports = [
+        ("tcp-prometheus-servicemonitor", 9402),
+        ("grpc--web", 8081),
+        ("http", 80),
+    ];
+    server.set_endpoints("cert-manager", "cert-manager", &ports, &pods(2));
+    let slice_ports = ports.map(|(name, port)| (name, Some(port)));
+    server.set_endpoint_slice(
+        "cert-manager",
+        "cert-manager-abcde",
+        "cert-manager",
+        "IPv4",
+        &slice_ports,
+        &pods(2),
+    );
+    for source in [Source::Endpoints, Source::EndpointSlices] {
+        for (target, port) in [
+            (
+                "kubernetes:///cert-manager.cert-manager:tcp-prometheus-servicemonitor",
+                9402,
+            ),
+            ("kubernetes:///cert-manager.cert-manager:grpc--web", 8081),
+        ] {
+            let r = spawn_on(Config::new(server.url()), source, target);
+            let snapshot = r.wait_ready(PATIENCE).expect(target);
+            assert_eq!(
+                &snapshot.addresses()[..],
+                addrs(port, [1, 2]),
+                "{target} {source:?}"
+            );
+        }
     }
 }
 
@@ -205,7 +248,7 @@ fn the_first_list_uses_the_field_selector_and_the_watch_starts_at_the_lists_vers
     );
     assert!(requests[1].is_watch());
     assert_eq!(requests[1].param("resourceVersion"), Some(rv.as_str()));
-    assert_eq!(requests[1].param("watch"), Some("1"));
+    assert_eq!(requests[1].param("watch"), Some("true"));
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use kuberesolver::testkit::{FakeApiServer, Fault, Pod, Resource};
 use kuberesolver::{Conditions, Config, Resolver, Snapshot, Source};
@@ -299,6 +300,86 @@ fn auto_falls_back_to_endpoints_when_the_slice_api_is_missing_or_forbidden() {
         scale(&server, 3);
         converges_to(&r, &addrs(8080, 1..=3));
     }
+}
+
+/// The Service's pods `ids` published both ways, as a cluster does: one slice and the
+/// Endpoints object.
+fn both_sources(server: &FakeApiServer, ids: std::ops::Range<u32>) {
+    slice(server, "echo-a", ids.clone());
+    let pods: Vec<Pod> = ids.map(pod).collect();
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+}
+
+/// Whether the last request (waited for) is a watch of slices: the resolver runs on them.
+fn watches_slices_last(server: &FakeApiServer) -> bool {
+    server.wait_for_requests(PATIENCE, |requests| {
+        requests
+            .last()
+            .is_some_and(|q| q.is_watch() && q.resource == Some(Resource::EndpointSlices))
+    })
+}
+
+const SLICES_RULE: &str = r#"resources: ["endpointslices"]"#;
+const ENDPOINTS_RULE: &str = r#"resources: ["endpoints"]"#;
+
+#[test]
+fn auto_with_both_sources_forbidden_names_both_rules_and_takes_slices_once_allowed() {
+    let server = cluster();
+    both_sources(&server, 0..3);
+    server.forbid(Resource::EndpointSlices, true);
+    server.forbid(Resource::Endpoints, true);
+    let r = slices_resolver(&server, Source::Auto);
+    eventually("the error names both RBAC rules", || {
+        r.status().last_error.is_some_and(|e| {
+            e.message().contains(SLICES_RULE) && e.message().contains(ENDPOINTS_RULE)
+        })
+    });
+    let err = r.wait_ready(Duration::ZERO).unwrap_err().to_string();
+    assert!(
+        err.contains(SLICES_RULE) && err.contains(ENDPOINTS_RULE),
+        "{err}"
+    );
+    // Slices are tried again, not given up on after the first refusal.
+    eventually("slices are tried again", || {
+        server
+            .requests()
+            .iter()
+            .filter(|q| q.is_list() && q.resource == Some(Resource::EndpointSlices))
+            .count()
+            >= 3
+    });
+    // The Role lands for slices only: the resolver takes them.
+    server.forbid(Resource::EndpointSlices, false);
+    converges_to(&r, &range(0..3));
+    assert_eq!(r.status().source, Some(Source::EndpointSlices));
+    assert!(watches_slices_last(&server));
+}
+
+#[test]
+fn auto_on_the_endpoints_fallback_returns_to_slices_at_the_next_relist() {
+    let server = cluster();
+    both_sources(&server, 0..3);
+    server.forbid(Resource::EndpointSlices, true);
+    let r = slices_resolver(&server, Source::Auto);
+    let snapshot = converges_to(&r, &range(0..3));
+    assert_eq!(r.status().source, Some(Source::Endpoints));
+    assert!(snapshot.endpoints().iter().all(|e| e.zone().is_none()));
+    // RBAC for slices lands while the Endpoints watch is healthy; a relist (forced here
+    // with a 410, as a compaction does) moves to slices.
+    server.forbid(Resource::EndpointSlices, false);
+    assert!(server.wait_for_watches(1, PATIENCE));
+    assert_eq!(server.inject(Fault::Expired), 1);
+    eventually("the resolver is on slices", || {
+        r.status().source == Some(Source::EndpointSlices)
+    });
+    assert!(watches_slices_last(&server));
+    // Slices carry zones, and changes to them now arrive.
+    eventually("zones appear", || {
+        r.snapshot().endpoints().iter().all(|e| e.zone().is_some())
+    });
+    slice(&server, "echo-a", 0..5);
+    converges_to(&r, &range(0..5));
+    assert_eq!(r.status().counters.errors, 0, "{:#?}", r.status());
 }
 
 #[test]

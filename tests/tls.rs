@@ -112,6 +112,26 @@ fn a_certificate_for_another_name_is_refused() {
 }
 
 #[test]
+fn a_tls_server_name_is_for_sni_and_verification_only_and_host_stays_the_urls() {
+    // Only valid for example.com: verifying 127.0.0.1 would fail.
+    let server = tls_server(TlsIdentity::wrong_san());
+    let r = resolver_with(
+        Config::new(server.url())
+            .ca_pem(TEST_CA_PEM)
+            .tls_server_name("example.com"),
+    );
+    converges_to(&r, &addrs(8080, [1, 2]));
+    server.wait_for_watches(1, PATIENCE);
+    // As client-go sends it: the URL's authority, for proxies that route on `Host`.
+    let real = server.addr().to_string();
+    let requests = server.requests();
+    assert!(requests.len() >= 2, "{requests:?}");
+    for request in requests {
+        assert_eq!(request.host.as_deref(), Some(real.as_str()), "{request:?}");
+    }
+}
+
+#[test]
 fn an_expired_certificate_is_refused() {
     let server = tls_server(TlsIdentity::expired());
     refused(

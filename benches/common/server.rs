@@ -84,7 +84,7 @@ pub fn serve(listener: TcpListener, tls: bool, list: Arc<Vec<u8>>, watches: Send
             std::thread::spawn(move || {
                 let mut stream = accept_stream(tcp, tls);
                 while let Some(head) = read_request(&mut stream) {
-                    if head.contains("watch=1") {
+                    if head.contains("watch=true") {
                         let headers = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
                                        Transfer-Encoding: chunked\r\n\r\n";
                         if stream.write_all(headers.as_bytes()).is_err() || stream.flush().is_err()

@@ -9,7 +9,7 @@
 //!   with `labelSelector=kubernetes.io/service-name=SVC`.
 //!
 //! Lists answer `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":..},"items":[..]}`
-//! (items without `kind`/`apiVersion`). Watches (`watch=1`, `resourceVersion`,
+//! (items without `kind`/`apiVersion`). Watches (`watch=true`, `1` or empty; `resourceVersion`,
 //! `allowWatchBookmarks`, `timeoutSeconds`) stream newline-terminated JSON events in a
 //! chunked `200` body: synthetic `ADDED` events from resourceVersion `0` (or unset), a
 //! replay of later events from any other resourceVersion, an `ERROR` event with code 410
@@ -386,6 +386,15 @@ pub enum Failure {
     Unavailable,
     /// 500 `InternalError` Status.
     InternalError,
+    /// This HTTP status and this body as `application/json`, as is (with a
+    /// `Content-Length`): e.g. a `200` whose body is one List or one Status, as a proxy or
+    /// mock that does not stream watches answers a watch.
+    Body {
+        /// HTTP status code, e.g. 200.
+        code: u16,
+        /// The body, sent byte for byte (no newline added).
+        body: String,
+    },
     /// Read the request, then close the connection without answering.
     CloseWithoutAnswer,
     /// Read the request and never answer (until shutdown, or until the client gives up).
@@ -441,7 +450,7 @@ pub enum Verb {
     Get,
     /// LIST of a collection.
     List,
-    /// WATCH (`watch=1`).
+    /// WATCH (`watch=true`; `watch=1` and an empty `watch=` count too, as on a real server).
     Watch,
 }
 
@@ -493,6 +502,7 @@ impl Verb {
 /// assert_eq!((list.status, watch.status), (200, 200));
 /// assert!(watch.is_watch() && watch.at >= list.at);
 /// assert!(!list.authorization); // no token configured
+/// assert_eq!(list.host, Some(server.addr().to_string())); // 127.0.0.1:<port>
 /// println!("connections: {} then {}", list.connection, watch.connection);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -519,6 +529,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// Whether an `Authorization` header was present.
     pub authorization: bool,
+    /// The `Host` header, when there was one: what an API server behind a name-based proxy
+    /// routes on.
+    pub host: Option<String>,
     /// Which connection carried it (requests on a kept-alive connection share the id).
     pub connection: u64,
     /// The injected [`Failure`] that answered it instead ([`FakeApiServer::fail_next`]).
@@ -549,7 +562,7 @@ impl RequestRecord {
     /// #     .spawn()?;
     /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
     /// let watch = &server.requests()[1];
-    /// assert_eq!(watch.param("watch"), Some("1"));
+    /// assert_eq!(watch.param("watch"), Some("true")); // as kubectl and client-go send it
     /// assert_eq!(watch.param("allowWatchBookmarks"), Some("true"));
     /// assert!(watch.param("resourceVersion").is_some());
     /// assert_eq!(watch.param("limit"), None);
@@ -662,6 +675,7 @@ impl fmt::Debug for RequestRecord {
             .field("verb", &self.verb)
             .field("status", &self.status)
             .field("authorization", &self.authorization)
+            .field("host", &self.host)
             .field("connection", &self.connection)
             .field("failure", &self.failure)
             .field("faults", &self.faults)
@@ -698,6 +712,7 @@ pub struct Builder {
     bookmark_interval: Duration,
     max_watch_timeout: Option<Duration>,
     user: String,
+    ignore_selectors: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -711,6 +726,7 @@ impl fmt::Debug for Builder {
             .field("bookmark_interval", &self.bookmark_interval)
             .field("max_watch_timeout", &self.max_watch_timeout)
             .field("user", &self.user)
+            .field("ignore_selectors", &self.ignore_selectors)
             .finish()
     }
 }
@@ -890,7 +906,7 @@ impl Builder {
     ///     .start()?;
     /// // `get` sends a GET over a plain TcpStream and returns the raw response.
     /// // A watch that asks for an hour ends cleanly after 50 ms: the terminating chunk.
-    /// let path = "/api/v1/namespaces/prod/endpoints?watch=1&timeoutSeconds=3600";
+    /// let path = "/api/v1/namespaces/prod/endpoints?watch=true&timeoutSeconds=3600";
     /// let response = get(&server, path)?;
     /// assert!(response.ends_with("0\r\n\r\n"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -928,6 +944,38 @@ impl Builder {
         self
     }
 
+    /// Ignore `fieldSelector` and `labelSelector` on lists and watches, and answer with every
+    /// object of the namespace, as some proxies and mock servers do (a name in the path still
+    /// counts). Default: `false`, selectors apply as on a real API server.
+    ///
+    /// A resolver must check on its side that an object belongs to its Service.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use std::io::{Read, Write};
+    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
+    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
+    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
+    /// #     let mut response = String::new();
+    /// #     conn.read_to_string(&mut response)?;
+    /// #     Ok(response)
+    /// # }
+    ///
+    /// let server = FakeApiServer::builder().ignore_selectors(true).start()?;
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+    /// server.set_endpoints("prod", "other", &[("grpc", 8080)], &[Pod::new("other-1", [10, 0, 9, 1])]);
+    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// let response = get(&server, "/api/v1/namespaces/prod/endpoints?fieldSelector=metadata.name%3Decho")?;
+    /// assert!(response.contains(r#""name":"echo""#));
+    /// assert!(response.contains(r#""name":"other""#)); // not selected, sent anyway
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn ignore_selectors(mut self, ignore: bool) -> Builder {
+        self.ignore_selectors = ignore;
+        self
+    }
+
     /// Starts the server.
     ///
     /// # Errors
@@ -961,6 +1009,7 @@ impl Builder {
             max_watch_timeout: self.max_watch_timeout,
             tls,
             user: self.user,
+            ignore_selectors: self.ignore_selectors,
         };
         let server = FakeApiServer {
             shared: Arc::new(Shared::new(state, config)),
@@ -1045,6 +1094,7 @@ impl FakeApiServer {
             bookmark_interval: Duration::from_secs(60),
             max_watch_timeout: None,
             user: "system:serviceaccount:default:test".to_owned(),
+            ignore_selectors: false,
         }
     }
 
@@ -1396,7 +1446,7 @@ impl FakeApiServer {
     /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
     /// server.compact();
     /// // `get` sends a GET over a plain TcpStream and returns the raw response.
-    /// let path = format!("/api/v1/namespaces/prod/endpoints?watch=1&resourceVersion={old}");
+    /// let path = format!("/api/v1/namespaces/prod/endpoints?watch=true&resourceVersion={old}");
     /// let response = get(&server, &path)?;
     /// assert!(response.starts_with("HTTP/1.1 200 OK"));
     /// assert!(response.contains(r#""code":410"#));

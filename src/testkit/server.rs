@@ -28,6 +28,8 @@ pub(crate) struct Config {
     pub max_watch_timeout: Option<Duration>,
     pub tls: Option<Arc<ServerConfig>>,
     pub user: String,
+    /// Answer lists and watches as if they had no selectors (a careless proxy or mock).
+    pub ignore_selectors: bool,
 }
 
 /// What the server handle and every server thread share.
@@ -339,6 +341,7 @@ fn record_request(
         at: Instant::now(),
         status: 0,
         authorization: req.is_some_and(|r| r.header("authorization").is_some()),
+        host: req.and_then(|r| r.header("host")).map(str::to_owned),
         connection: conn,
         failure: None,
         faults: Vec::new(),
@@ -403,6 +406,7 @@ fn failure_answer(failure: &Failure) -> Option<Answer> {
             "Internal error occurred: injected failure",
             Some(&json!({"causes": [{"message": "injected failure"}]})),
         ),
+        Failure::Body { code, body } => Answer::json(*code, body.clone()),
         Failure::CloseWithoutAnswer | Failure::Hang => return None,
     })
 }
@@ -522,6 +526,7 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
     if let Err(msg) = &watch {
         return shared.send(conn, record, bad(msg), close);
     }
+    let selector = |name: &str| req.param(name).filter(|_| !shared.config.ignore_selectors);
 
     match verb {
         Verb::Get => {
@@ -551,8 +556,8 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
                 route.resource,
                 &route.namespace,
                 None,
-                req.param("fieldSelector"),
-                req.param("labelSelector"),
+                selector("fieldSelector"),
+                selector("labelSelector"),
             ) {
                 Ok(f) => f,
                 Err(msg) => return shared.send(conn, record, bad(&msg), close),
@@ -574,8 +579,8 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
                 route.resource,
                 &route.namespace,
                 route.name.as_deref(),
-                req.param("fieldSelector"),
-                req.param("labelSelector"),
+                selector("fieldSelector"),
+                selector("labelSelector"),
             ) {
                 Ok(f) => f,
                 Err(msg) => return shared.send(conn, record, bad(&msg), close),
@@ -660,6 +665,7 @@ mod tests {
     fn bools_and_bearer() {
         assert_eq!(parse_bool("w", Some("")), Ok(true));
         assert_eq!(parse_bool("w", Some("1")), Ok(true));
+        assert_eq!(parse_bool("w", Some("true")), Ok(true));
         assert_eq!(parse_bool("w", Some("false")), Ok(false));
         assert_eq!(parse_bool("w", None), Ok(false));
         assert!(parse_bool("w", Some("yes")).is_err());

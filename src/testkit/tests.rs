@@ -180,6 +180,36 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 #[test]
+fn a_careless_server_ignores_selectors_on_lists_and_watches() {
+    let server = FakeApiServer::builder()
+        .ignore_selectors(true)
+        .start()
+        .expect("start");
+    server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods());
+    server.set_endpoints("prod", "other", &[("", 80)], &pods());
+    server.set_endpoints("dev", "echo", &[("", 80)], &pods());
+    let mut c = Client::new(&server);
+    let (status, list) = c.get_json(&format!("{EP}?fieldSelector=metadata.name%3Decho"));
+    assert_eq!(status, 200);
+    let names: Vec<&Value> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| &i["metadata"]["name"])
+        .collect();
+    assert_eq!(names, [&json!("echo"), &json!("other")]);
+    let mut w = Client::new(&server);
+    w.watch(&format!(
+        "{EP}?fieldSelector=metadata.name%3Decho&watch=true"
+    ));
+    assert_eq!(w.event()["object"]["metadata"]["name"], "echo");
+    assert_eq!(w.event()["object"]["metadata"]["name"], "other");
+    // A name in the path still counts.
+    let (status, one) = c.get_json(&format!("{EP}/other"));
+    assert_eq!((status, &one["metadata"]["name"]), (200, &json!("other")));
+}
+
+#[test]
 fn list_with_selectors() {
     let server = FakeApiServer::start().expect("start");
     server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods());
@@ -677,6 +707,20 @@ fn failures_instead_of_answers() {
     server.fail_next_for(Verb::Watch, 1, Failure::InternalError);
     assert_eq!(c.get_json(EP).0, 200);
     assert_eq!(c.get_json(&format!("{EP}?watch=1")).0, 500);
+
+    // A body as is: a watch answered like a list, by a server that does not stream.
+    let list = r#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[]}"#;
+    server.fail_next_for(
+        Verb::Watch,
+        1,
+        Failure::Body {
+            code: 200,
+            body: list.into(),
+        },
+    );
+    let (head, body) = c.get(&format!("{EP}?watch=true"), &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(body, list.as_bytes());
 
     // Close without an answer.
     server.fail_next(1, Failure::CloseWithoutAnswer);
