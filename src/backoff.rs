@@ -5,9 +5,9 @@
 //! their retries over the whole window, and none of them retries in a hot loop. A server's
 //! `Retry-After` is a lower bound (itself capped), with up to a second of jitter on top.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
+
+use crate::util::Rng;
 
 /// Backoff settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +64,10 @@ impl Backoff {
             .unwrap_or(p.cap)
             .min(p.cap)
             .max(p.floor);
-        let jittered = p.floor + self.rng.below(ceiling - p.floor);
+        let jittered = p.floor + self.rng.up_to(ceiling - p.floor);
         match retry_after {
             Some(wait) => {
-                let spread = self.rng.below(Duration::from_secs(1).min(p.cap));
+                let spread = self.rng.up_to(Duration::from_secs(1).min(p.cap));
                 jittered
                     .max(wait.min(p.cap).saturating_add(spread))
                     .min(p.cap)
@@ -79,46 +79,6 @@ impl Backoff {
     /// A healthy period ended the run of failures: start again from the first delay.
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
-    }
-}
-
-/// xorshift64*: small, fast, good enough for jitter. Not for anything secret.
-#[derive(Debug)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    /// A seed that differs per process and per call.
-    pub(crate) fn entropy() -> u64 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
-        );
-        h.finish()
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[0, bound]` at nanosecond resolution.
-    pub(crate) fn below(&mut self, bound: Duration) -> Duration {
-        let nanos = bound.as_nanos().min(u64::MAX as u128) as u64;
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.next_u64() % (nanos + 1).max(1))
     }
 }
 

@@ -19,6 +19,7 @@ use crate::auth::{TokenConnector, PLACEHOLDER};
 use crate::config::{Prepared, TokenSource};
 use crate::decode::{decode_list, decode_status, Listed};
 use crate::source::Resource;
+use crate::util::printable;
 use crate::Error;
 
 /// The largest error body we read; the rest is dropped.
@@ -267,26 +268,6 @@ fn check(
     Err(Error::api(status, reason, text, retry_after))
 }
 
-/// A body or message shown in an error or a log line: at most 300 characters, control
-/// characters escaped, so a hostile server cannot forge log lines.
-pub(crate) fn printable(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == 300 {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn transport_error(e: &ureq::Error, path: &str) -> Error {
     let path = path.split('?').next().unwrap_or(path);
     Error::transport(format!("GET {path}: {e}"))
@@ -300,11 +281,5 @@ mod tests {
     fn resource_versions_are_escaped_as_opaque_strings() {
         assert_eq!(query_escape("12345"), "12345");
         assert_eq!(query_escape("a b&c=d"), "a%20b%26c%3Dd");
-    }
-
-    #[test]
-    fn printable_escapes_control_characters_and_caps_length() {
-        assert_eq!(printable(b"line\nforged"), "line\\nforged");
-        assert_eq!(printable(&[b'x'; 1000]).chars().count(), 301);
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::exec::{ExecSpec, ExecToken};
+use crate::util::lock;
 use crate::Error;
 
 /// Where service-account files are mounted in a pod.
@@ -923,11 +924,6 @@ impl fmt::Debug for TokenSource {
             .field("kind", &kind)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; the data stays valid regardless.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TokenSource {

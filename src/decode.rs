@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use crate::model::{EndpointSlice, Endpoints, List, Meta, Status, Str};
 use crate::source::Resource;
 use crate::state::{normalize_endpoints, normalize_slice, Normalized};
+use crate::util::printable;
 use crate::Error;
 
 /// The default cap on one event line: a 1000-address Endpoints object is ~200 KiB.
@@ -387,7 +388,7 @@ fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, No
 /// A serde error for a message: it may quote a whole (hostile, huge) string from the input,
 /// so it is escaped and capped like any server text.
 fn brief(e: &serde_json::Error) -> String {
-    crate::client::printable(e.to_string().as_bytes())
+    printable(e.to_string().as_bytes())
 }
 
 /// A watch line, or what is left of a watch body at its end, that is one complete JSON value
@@ -420,7 +421,7 @@ impl NotAnEvent {
                 reason,
                 format!(
                     "{what} a Status {instead}: HTTP {code}: {}",
-                    crate::client::printable(message.as_bytes())
+                    printable(message.as_bytes())
                 ),
                 None,
             ),
@@ -430,13 +431,11 @@ impl NotAnEvent {
                 ..
             } => Error::decode(format!(
                 "{what} a Status {instead}: {}",
-                crate::client::printable(message.as_bytes())
+                printable(message.as_bytes())
             )),
             NotAnEvent::Other { kind } => Error::decode(format!(
                 "{what} one {} {instead} (a server or proxy that does not stream watches?)",
-                kind.map_or("JSON value".to_string(), |k| {
-                    crate::client::printable(k.as_bytes())
-                })
+                kind.map_or("JSON value".to_string(), |k| { printable(k.as_bytes()) })
             )),
         }
     }

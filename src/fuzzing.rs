@@ -6,6 +6,10 @@ use crate::source::Resource;
 use crate::state::State;
 use crate::Port;
 
+/// The crate's xorshift64* generator, for the seeded tests (`tests/chaos.rs`,
+/// `tests/fuzz_corpus.rs`), so that they and the library share one implementation.
+pub use crate::util::Rng;
+
 /// Split `stream` into chunks whose sizes cycle through `chunk_sizes` (0 counts as 1), run
 /// the line splitter and the event decoder for both resources, and return a printable trace
 /// of what came out. The same stream must give the same trace in any chunking.

@@ -15,9 +15,9 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use crate::client::printable;
 use crate::config::{Config, PemSource};
 use crate::exec::{ClusterInfo, ExecSpec};
+use crate::util::printable;
 use crate::Error;
 
 #[derive(Debug, Default, Deserialize)]

@@ -102,6 +102,7 @@ mod source;
 mod state;
 mod status;
 mod target;
+mod util;
 mod watcher;
 
 #[cfg(feature = "fuzzing")]

@@ -9,12 +9,13 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::snapshot::{Endpoint, Snapshot};
+use crate::util::{lock, read, write};
 use crate::{Error, ErrorKind, Status};
 
 /// A stream of snapshots: each new one, latest wins.
@@ -125,11 +126,6 @@ pub(crate) struct Shared {
     observer: Option<PublishObserver>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; if something did, the data is still valid.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Shared {
     pub(crate) fn new() -> Shared {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -159,10 +155,7 @@ impl Shared {
     }
 
     pub(crate) fn current(&self) -> Snapshot {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.current).clone()
     }
 
     /// Publish `endpoints` if they differ from the current snapshot, or if nothing was
@@ -176,7 +169,7 @@ impl Shared {
             return None;
         }
         let snapshot = Snapshot::new(current.version() + 1, endpoints);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+        *write(&self.current) = snapshot.clone();
         self.version.store(snapshot.version(), Ordering::Release);
         {
             let mut status = lock(&self.status);

@@ -13,6 +13,7 @@ use crate::client::{Client, Timeouts};
 use crate::decode::MAX_LINE;
 use crate::publish::{Shared, Updates};
 use crate::snapshot::{Addresses, Snapshot};
+use crate::util::at_most_a_year;
 use crate::watcher::{Settings, Watcher};
 use crate::{Config, Error, Picker, Source, Status, Target};
 
@@ -414,14 +415,6 @@ impl fmt::Debug for Builder {
     }
 }
 
-/// The longest duration any option takes: a year. Longer values (up to `Duration::MAX`) are
-/// clamped, so that adding one to a clock can never overflow.
-const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
-
-fn sane(d: Duration) -> Duration {
-    d.min(LONGEST)
-}
-
 /// How long dropping a resolver waits for its thread before leaving it to finish alone.
 const JOIN_PATIENCE: Duration = Duration::from_millis(800);
 
@@ -510,7 +503,7 @@ impl Builder {
     ///     .connect_timeout(Duration::from_secs(2));
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
-        self.timeouts.connect = sane(timeout);
+        self.timeouts.connect = at_most_a_year(timeout);
         self
     }
 
@@ -528,7 +521,7 @@ impl Builder {
     ///     .response_timeout(Duration::from_secs(10));
     /// ```
     pub fn response_timeout(mut self, timeout: Duration) -> Builder {
-        self.timeouts.response = sane(timeout);
+        self.timeouts.response = at_most_a_year(timeout);
         self
     }
 
@@ -548,7 +541,7 @@ impl Builder {
     ///     .read_timeout(Duration::from_secs(90));
     /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Builder {
-        self.timeouts.read = sane(timeout);
+        self.timeouts.read = at_most_a_year(timeout);
         self.read_timeout_set = true;
         self
     }
@@ -569,7 +562,7 @@ impl Builder {
     ///     .watch_timeout(Duration::from_secs(60));
     /// ```
     pub fn watch_timeout(mut self, timeout: Duration) -> Builder {
-        self.watch_timeout = sane(timeout).max(Duration::from_secs(1));
+        self.watch_timeout = at_most_a_year(timeout).max(Duration::from_secs(1));
         if !self.read_timeout_set {
             self.timeouts.read = self.watch_timeout + Duration::from_secs(30);
         }
@@ -596,7 +589,11 @@ impl Builder {
     ///     .backoff(initial, floor, cap);
     /// ```
     pub fn backoff(mut self, initial: Duration, floor: Duration, cap: Duration) -> Builder {
-        let (initial, floor, cap) = (sane(initial), sane(floor), sane(cap));
+        let (initial, floor, cap) = (
+            at_most_a_year(initial),
+            at_most_a_year(floor),
+            at_most_a_year(cap),
+        );
         let cap = cap.max(floor);
         self.backoff = BackoffPolicy {
             initial: initial.max(floor).min(cap),
@@ -736,6 +733,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::A_YEAR;
 
     fn send_sync<T: Send + Sync>() {}
 
@@ -746,12 +744,12 @@ mod tests {
             .response_timeout(Duration::MAX)
             .watch_timeout(Duration::MAX)
             .backoff(Duration::MAX, Duration::MAX, Duration::MAX);
-        assert_eq!(builder.timeouts.connect, LONGEST);
-        assert_eq!(builder.timeouts.read, LONGEST + Duration::from_secs(30));
-        assert_eq!(builder.backoff.cap, LONGEST);
+        assert_eq!(builder.timeouts.connect, A_YEAR);
+        assert_eq!(builder.timeouts.read, A_YEAR + Duration::from_secs(30));
+        assert_eq!(builder.backoff.cap, A_YEAR);
         let mut backoff = crate::backoff::Backoff::new(builder.backoff, 1);
         for _ in 0..40 {
-            assert!(backoff.next_delay(Some(Duration::MAX)) <= LONGEST);
+            assert!(backoff.next_delay(Some(Duration::MAX)) <= A_YEAR);
         }
     }
 

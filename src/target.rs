@@ -557,6 +557,7 @@ fn check_scheme(scheme: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::Rng;
     use crate::ErrorKind;
 
     // ---- helpers ------------------------------------------------------------------------
@@ -1442,37 +1443,14 @@ mod tests {
 
     // ---- pseudo-random properties -------------------------------------------------------
 
-    /// A xorshift64 generator: deterministic, good enough to explore inputs.
-    struct Rng(u64);
+    /// True once in `n` draws, on average.
+    fn one_in(rng: &mut Rng, n: usize) -> bool {
+        rng.below(n) == 0
+    }
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        /// A number in `0..n` (`n > 0`).
-        fn below(&mut self, n: usize) -> usize {
-            // The remainder is below `n`, which is a usize, so the conversion cannot fail.
-            usize::try_from(self.next() % n as u64).unwrap_or(0)
-        }
-
-        fn chance(&mut self, one_in: usize) -> bool {
-            self.below(one_in) == 0
-        }
-
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len())]
-        }
-
-        /// `len` characters from `alphabet`.
-        fn string(&mut self, alphabet: &[char], len: usize) -> String {
-            (0..len).map(|_| *self.pick(alphabet)).collect()
-        }
+    /// `len` characters from `alphabet`.
+    fn string(rng: &mut Rng, alphabet: &[char], len: usize) -> String {
+        (0..len).map(|_| *rng.pick(alphabet)).collect()
     }
 
     const ALNUM: &[char] = &['a', 'b', 'c', 'k', 'm', 's', 'v', 'z', '0', '1', '5', '9'];
@@ -1481,11 +1459,15 @@ mod tests {
 
     /// A random RFC 1123 label of 1 to 63 characters.
     fn random_label(rng: &mut Rng) -> String {
-        let len = if rng.chance(8) { 63 } else { 1 + rng.below(12) };
-        let mut label = rng.string(ALNUM, 1);
+        let len = if one_in(rng, 8) {
+            63
+        } else {
+            1 + rng.below(12)
+        };
+        let mut label = string(rng, ALNUM, 1);
         if len > 1 {
-            label.push_str(&rng.string(LABEL, len - 2));
-            label.push_str(&rng.string(ALNUM, 1));
+            label.push_str(&string(rng, LABEL, len - 2));
+            label.push_str(&string(rng, ALNUM, 1));
         }
         label
     }
@@ -1495,7 +1477,7 @@ mod tests {
         let mut name = random_label(rng);
         if name.bytes().all(|b| b.is_ascii_digit()) {
             let at = rng.below(name.len());
-            name.replace_range(at..=at, &rng.string(LETTERS, 1));
+            name.replace_range(at..=at, &string(rng, LETTERS, 1));
         }
         name
     }
@@ -1513,24 +1495,24 @@ mod tests {
     }
 
     fn random_scheme(rng: &mut Rng) -> String {
-        let mut scheme = rng.string(&['k', 'X', 'g'], 1);
+        let mut scheme = string(rng, &['k', 'X', 'g'], 1);
         let len = rng.below(6);
-        scheme.push_str(&rng.string(&['a', 'Z', '8', '+', '-', '.'], len));
+        scheme.push_str(&string(rng, &['a', 'Z', '8', '+', '-', '.'], len));
         scheme
     }
 
     /// A random valid target, built with the builders.
     fn random_target(rng: &mut Rng) -> Target {
         let mut built = Target::new(&random_label(rng));
-        if rng.chance(2) {
+        if one_in(rng, 2) {
             let namespace = random_label(rng);
             built = built.and_then(|t| t.with_namespace(&namespace));
         }
-        if !rng.chance(4) {
+        if !one_in(rng, 4) {
             let port = random_port(rng);
             built = built.and_then(|t| t.with_port(port));
         }
-        if rng.chance(4) {
+        if one_in(rng, 4) {
             let scheme = random_scheme(rng);
             built = built.and_then(|t| t.with_scheme(&scheme));
         }
@@ -1542,7 +1524,7 @@ mod tests {
 
     #[test]
     fn random_valid_targets_round_trip_and_parse_in_every_documented_form() {
-        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        let mut rng = Rng::new(0x0123_4567_89AB_CDEF);
         for _ in 0..3000 {
             let target = random_target(&mut rng);
             round_trips(&target);
@@ -1617,11 +1599,11 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic_the_parser() {
-        let mut rng = Rng(0xDEAD_BEEF_CAFE_F00D);
+        let mut rng = Rng::new(0xDEAD_BEEF_CAFE_F00D);
         for _ in 0..5000 {
             let len = rng.below(40);
-            let mut bytes: Vec<u8> = (0..len).map(|_| (rng.next() >> 24) as u8).collect();
-            if rng.chance(2) {
+            let mut bytes: Vec<u8> = (0..len).map(|_| (rng.next_u64() >> 24) as u8).collect();
+            if one_in(&mut rng, 2) {
                 let mut prefixed = b"kubernetes://".to_vec();
                 prefixed.append(&mut bytes);
                 bytes = prefixed;
@@ -1636,11 +1618,11 @@ mod tests {
             ":", "/", "//", ".", "..", "@", "?", "#", "%", " ", "-", "--", "A", "0", "65536",
             "svc", "é", "日本", "🦀", "\u{0}", "\u{301}", "://", ":80", ".svc",
         ];
-        let mut rng = Rng(0x5EED_0000_0000_0001);
+        let mut rng = Rng::new(0x5EED_0000_0000_0001);
         let mut accepted = 0;
         for _ in 0..5000 {
             let target = random_target(&mut rng);
-            let mut text = if rng.chance(2) {
+            let mut text = if one_in(&mut rng, 2) {
                 target.to_string()
             } else {
                 rng.pick(VALID).to_string()

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 
-use crate::backoff::{Backoff, BackoffPolicy, Rng};
-use crate::client::{printable, Client};
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::client::Client;
 use crate::decode::{decode_event, not_an_event, Line, LineSplitter, WatchEvent};
 use crate::machine::{Command, Machine, Outcome, WatchError};
 use crate::publish::Shared;
 use crate::source::Resource;
 use crate::state::{Normalized, State};
+use crate::util::{printable, Rng};
 use crate::{Error, Port, Source};
 
 /// A watch that stayed open this long was healthy even if it carried nothing.
