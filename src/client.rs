@@ -15,8 +15,8 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout};
 use ureq::Body;
 
-use crate::auth::{TokenConnector, PLACEHOLDER};
-use crate::config::{Prepared, TokenSource};
+use crate::config::Prepared;
+use crate::credentials::{TokenConnector, TokenSource, PLACEHOLDER};
 use crate::decode::{decode_list, decode_status, Listed};
 use crate::source::Resource;
 use crate::util::printable;
@@ -87,7 +87,7 @@ impl Client {
             inner: DefaultResolver::default(),
         };
         let agent = match &prepared.token {
-            // The token goes in below ureq's request logging: see auth.rs.
+            // The token goes in below ureq's request logging: see credentials/wire.rs.
             Some(token) => ureq::Agent::with_parts(
                 config,
                 DefaultConnector::new().chain(TokenConnector {

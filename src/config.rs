@@ -7,52 +7,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use crate::exec::{ExecSpec, ExecToken};
-use crate::util::lock;
+use crate::credentials::exec::ExecSpec;
+use crate::credentials::{Secret, TokenSource};
 use crate::Error;
 
 /// Where service-account files are mounted in a pod.
 pub(crate) const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// How often the token file is re-read, so rotated projected tokens keep working (client-go
-/// does the same).
-pub(crate) const TOKEN_REFRESH: Duration = Duration::from_secs(60);
-
-/// A string that never shows in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(String);
-
-impl Secret {
-    /// A bearer token, checked for characters an HTTP header cannot carry.
-    pub(crate) fn new(token: String) -> Result<Secret, Error> {
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(Error::config("the bearer token is empty"));
-        }
-        if token
-            .chars()
-            .any(|c| c.is_control() || c == ' ' || !c.is_ascii())
-        {
-            return Err(Error::config(
-                "the bearer token holds characters a token cannot have",
-            ));
-        }
-        Ok(Secret(token.to_string()))
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 #[derive(Clone, Debug)]
 enum TokenSpec {
@@ -219,7 +181,7 @@ impl Config {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Config {
-        self.token = Some(TokenSpec::Value(Secret(token.into())));
+        self.token = Some(TokenSpec::Value(Secret::unchecked(token.into())));
         self
     }
 
@@ -725,9 +687,7 @@ impl Config {
         }
         let token = match &self.token {
             None => None,
-            Some(TokenSpec::Value(secret)) => {
-                Some(Arc::new(TokenSource::fixed(Secret::new(secret.0.clone())?)))
-            }
+            Some(TokenSpec::Value(secret)) => Some(Arc::new(TokenSource::fixed(secret)?)),
             Some(TokenSpec::File(path)) => Some(Arc::new(TokenSource::file(path.clone())?)),
             Some(TokenSpec::Exec(spec)) => Some(Arc::new(TokenSource::exec(spec.clone())?)),
         };
@@ -895,151 +855,13 @@ fn parse_certificates(
     Ok(certs)
 }
 
-/// The bearer token: fixed, read from a file that may be rotated under us, or from an exec
-/// plugin.
-pub(crate) struct TokenSource {
-    kind: TokenKind,
-}
-
-enum TokenKind {
-    Fixed(Secret),
-    File {
-        path: PathBuf,
-        cached: Mutex<(Secret, Instant)>,
-    },
-    Exec {
-        spec: ExecSpec,
-        cached: Mutex<ExecToken>,
-    },
-}
-
-impl fmt::Debug for TokenSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            TokenKind::Fixed(_) => "fixed".to_string(),
-            TokenKind::File { path, .. } => format!("file {}", path.display()),
-            TokenKind::Exec { spec, .. } => format!("exec {:?}", spec.command),
-        };
-        f.debug_struct("TokenSource")
-            .field("kind", &kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenSource {
-    fn fixed(secret: Secret) -> TokenSource {
-        TokenSource {
-            kind: TokenKind::Fixed(secret),
-        }
-    }
-
-    fn file(path: PathBuf) -> Result<TokenSource, Error> {
-        let token = read_token(&path)?;
-        Ok(TokenSource {
-            kind: TokenKind::File {
-                path,
-                cached: Mutex::new((token, Instant::now())),
-            },
-        })
-    }
-
-    fn exec(spec: ExecSpec) -> Result<TokenSource, Error> {
-        let token = crate::exec::run(&spec)?;
-        Ok(TokenSource {
-            kind: TokenKind::Exec {
-                spec,
-                cached: Mutex::new(token),
-            },
-        })
-    }
-
-    /// The token to send now: a file is re-read when the copy is older than a minute, a
-    /// plugin is run again when its token expires. A failure keeps the last token (and logs
-    /// why): the server's 401 then says the rest.
-    pub(crate) fn current(&self) -> Secret {
-        match &self.kind {
-            TokenKind::Fixed(secret) => secret.clone(),
-            TokenKind::File { path, cached } => {
-                let mut cached = lock(cached);
-                if cached.1.elapsed() >= TOKEN_REFRESH {
-                    match read_token(path) {
-                        Ok(token) => cached.0 = token,
-                        Err(e) => log::warn!("{e}; keeping the previous token"),
-                    }
-                    cached.1 = Instant::now();
-                }
-                cached.0.clone()
-            }
-            TokenKind::Exec { spec, cached } => {
-                let mut cached = lock(cached);
-                if cached.stale() {
-                    match crate::exec::run(spec) {
-                        Ok(token) => *cached = token,
-                        Err(e) => log::warn!("{e}; keeping the previous token"),
-                    }
-                }
-                cached.token.clone()
-            }
-        }
-    }
-
-    /// The server refused the token (401): read or fetch it again now. Returns whether it
-    /// changed.
-    pub(crate) fn refresh_now(&self) -> bool {
-        match &self.kind {
-            TokenKind::Fixed(_) => false,
-            TokenKind::File { path, cached } => {
-                let mut cached = lock(cached);
-                match read_token(path) {
-                    Ok(token) => {
-                        let changed = token != cached.0;
-                        *cached = (token, Instant::now());
-                        changed
-                    }
-                    Err(e) => {
-                        log::warn!("{e}; keeping the previous token");
-                        false
-                    }
-                }
-            }
-            TokenKind::Exec { spec, cached } => {
-                let mut cached = lock(cached);
-                match crate::exec::run(spec) {
-                    Ok(token) => {
-                        let changed = token.token != cached.token;
-                        *cached = token;
-                        changed
-                    }
-                    Err(e) => {
-                        log::warn!("{e}; keeping the previous token");
-                        false
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn read_token(path: &Path) -> Result<Secret, Error> {
-    let raw = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("cannot read token file {}: {e}", path.display())))?;
-    Secret::new(raw).map_err(|e| Error::config(format!("token file {}: {e}", path.display())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::fresh_dir;
 
     fn base(url: &str) -> Result<String, String> {
         parse_server(url).map(|s| s.base).map_err(|e| e.to_string())
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("kuberesolver-config-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
     }
 
     #[test]
@@ -1083,7 +905,7 @@ mod tests {
 
     #[test]
     fn in_cluster_brackets_ipv6_and_reads_the_namespace() {
-        let dir = temp_dir("incluster");
+        let dir = fresh_dir("incluster");
         std::fs::write(dir.join("namespace"), "prod\n").expect("write");
         let env = |k: &str| match k {
             "KUBERNETES_SERVICE_HOST" => Some("fd00::1".to_string()),
@@ -1123,26 +945,6 @@ mod tests {
         assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
-    #[test]
-    fn a_rotated_token_file_is_picked_up_after_a_401() {
-        let dir = temp_dir("token");
-        let path = dir.join("token");
-        std::fs::write(&path, "first\n").expect("write");
-        let source = TokenSource::file(path.clone()).expect("token");
-        assert_eq!(source.current().expose(), "first");
-        std::fs::write(&path, "second").expect("write");
-        assert_eq!(source.current().expose(), "first", "cached for a minute");
-        assert!(source.refresh_now());
-        assert_eq!(source.current().expose(), "second");
-        std::fs::remove_file(&path).expect("remove");
-        assert!(!source.refresh_now());
-        assert_eq!(
-            source.current().expose(),
-            "second",
-            "kept when the file vanishes"
-        );
-    }
-
     /// A JSON kubeconfig at `path` whose cluster is `server`.
     fn json_kubeconfig(path: &Path, server: &str) {
         std::fs::create_dir_all(path.parent().expect("a folder")).expect("folder");
@@ -1155,7 +957,7 @@ mod tests {
 
     #[test]
     fn infer_takes_kubeconfig_then_the_pod_then_the_home_kubeconfig() {
-        let dir = temp_dir("infer");
+        let dir = fresh_dir("infer");
         let listed = dir.join("listed.json");
         json_kubeconfig(&listed, "http://127.0.0.1:8001");
         let home = dir.join("home");
@@ -1210,7 +1012,7 @@ mod tests {
 
     #[test]
     fn a_yaml_kubeconfig_without_kubectl_says_so() {
-        let dir = temp_dir("yaml");
+        let dir = fresh_dir("yaml");
         let kubeconfig = dir.join("config");
         std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").expect("write");
         let err = crate::kubeconfig::load(&[kubeconfig], Path::new("/nonexistent/kubectl"))

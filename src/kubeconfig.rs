@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 use crate::config::{Config, PemSource};
-use crate::exec::{ClusterInfo, ExecSpec};
+use crate::credentials::exec::{ClusterInfo, ExecSpec};
 use crate::util::printable;
 use crate::Error;
 
@@ -526,6 +526,7 @@ pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::fresh_dir;
 
     #[test]
     fn base64_decodes_with_and_without_padding_and_rejects_junk() {
@@ -639,17 +640,6 @@ mod tests {
         assert!(shown.contains("api.internal"), "{shown}");
     }
 
-    /// A fresh folder for one test.
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "kuberesolver-kubeconfig-unit-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
-
     /// Writes `text` to `dir/name`, creating `dir`; returns the path.
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         std::fs::create_dir_all(dir).expect("folder");
@@ -696,7 +686,7 @@ mod tests {
 
     #[test]
     fn of_several_files_the_first_that_defines_the_user_gives_its_folder() {
-        let root = temp_dir("merged");
+        let root = fresh_dir("merged");
         let user = |dir: &str, name: &str| {
             write(
                 &root.join(dir),

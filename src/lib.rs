@@ -84,13 +84,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod auth;
 mod backoff;
 mod client;
 mod config;
+mod credentials;
 mod decode;
 mod error;
-mod exec;
 mod kubeconfig;
 mod machine;
 mod model;

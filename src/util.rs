@@ -126,6 +126,15 @@ impl Rng {
     }
 }
 
+/// A fresh, empty folder for one unit test (`name` unique among them) under the temp dir.
+#[cfg(test)]
+pub(crate) fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kuberesolver-unit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

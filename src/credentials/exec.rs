@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use super::Secret;
 use crate::util::printable;
 use crate::Error;
 
