@@ -15,7 +15,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout};
 use ureq::Body;
 
-use crate::config::Prepared;
+use crate::config::ServerAccess;
 use crate::credentials::{TokenConnector, TokenSource, PLACEHOLDER};
 use crate::decode::{decode_list, decode_status, Listed};
 use crate::source::Resource;
@@ -57,15 +57,15 @@ pub(crate) struct WatchStream {
 }
 
 impl Client {
-    pub(crate) fn new(prepared: &Prepared, timeouts: Timeouts) -> Client {
-        let roots = match &prepared.ca {
+    pub(crate) fn new(access: &ServerAccess, timeouts: Timeouts) -> Client {
+        let roots = match &access.ca {
             Some(certs) => RootCerts::new_with_certs(certs),
             None => RootCerts::WebPki,
         };
         let tls = TlsConfig::builder()
             .root_certs(roots)
-            .client_cert(prepared.client.clone())
-            .disable_verification(prepared.insecure)
+            .client_cert(access.client.clone())
+            .disable_verification(access.insecure)
             .build();
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
@@ -73,7 +73,7 @@ impl Client {
             .proxy(None)
             // We read error bodies ourselves: they carry the Status and Retry-After.
             .http_status_as_error(false)
-            .https_only(prepared.base.starts_with("https://"))
+            .https_only(access.base.starts_with("https://"))
             .max_redirects(0)
             .user_agent(concat!("kuberesolver/", env!("CARGO_PKG_VERSION")))
             .accept("application/json")
@@ -83,10 +83,10 @@ impl Client {
             .max_idle_connections_per_host(2)
             .build();
         let resolver = ServerNameResolver {
-            connect_to: prepared.connect_to.clone(),
+            connect_to: access.connect_to.clone(),
             inner: DefaultResolver::default(),
         };
-        let agent = match &prepared.token {
+        let agent = match &access.token {
             // The token goes in below ureq's request logging: see credentials/wire.rs.
             Some(token) => ureq::Agent::with_parts(
                 config,
@@ -99,9 +99,9 @@ impl Client {
         };
         Client {
             agent,
-            base: prepared.base.clone(),
-            host: prepared.host_header.clone(),
-            token: prepared.token.clone(),
+            base: access.base.clone(),
+            host: access.host_header.clone(),
+            token: access.token.clone(),
         }
     }
 

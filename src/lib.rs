@@ -90,7 +90,6 @@ mod config;
 mod credentials;
 mod decode;
 mod error;
-mod kubeconfig;
 mod machine;
 mod model;
 mod picker;

@@ -688,12 +688,12 @@ impl Builder {
             Some(config) => config,
             None => Config::infer()?,
         };
-        let prepared = config.prepare()?;
+        let access = config.access()?;
         let namespace = target
-            .namespace_or(prepared.namespace.as_deref().unwrap_or("default"))
+            .namespace_or(access.namespace.as_deref().unwrap_or("default"))
             .to_string();
         let target = target.with_namespace(&namespace)?;
-        let client = Client::new(&prepared, self.timeouts);
+        let client = Client::new(&access, self.timeouts);
         let agent = client.shutdown_handle();
         #[cfg_attr(not(feature = "testkit"), allow(unused_mut))]
         let mut shared = Shared::new();
