@@ -1,7 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` and the corpus replay tests: not a stable
 //! API (behind the `fuzzing` feature, hidden from the docs).
 
-use crate::decode::{decode_event, decode_list, Line, LineSplitter, WatchEvent};
+use crate::decode::{decode_event, decode_list, WatchEvent};
+use crate::lines::{Line, LineSplitter};
 use crate::source::Resource;
 use crate::state::State;
 use crate::Port;

@@ -90,6 +90,7 @@ mod config;
 mod credentials;
 mod decode;
 mod error;
+mod lines;
 mod machine;
 mod model;
 mod picker;

@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 
 use crate::backoff::BackoffPolicy;
 use crate::client::{Client, Timeouts};
-use crate::decode::MAX_LINE;
+use crate::lines::MAX_LINE;
 use crate::publish::{Shared, Updates};
 use crate::snapshot::{Addresses, Snapshot};
 use crate::util::at_most_a_year;

@@ -14,7 +14,8 @@ use log::{debug, info, warn};
 
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::client::Client;
-use crate::decode::{decode_event, not_an_event, Line, LineSplitter, WatchEvent};
+use crate::decode::{decode_event, not_an_event, WatchEvent};
+use crate::lines::{Line, LineSplitter};
 use crate::machine::{Command, Machine, Outcome, WatchError};
 use crate::publish::Shared;
 use crate::source::Resource;
