@@ -8,9 +8,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::merge::{normalize_endpoints, normalize_slice, ObjectGroups};
 use crate::model::{EndpointSlice, Endpoints, List, Meta, Status, Str};
 use crate::source::Resource;
-use crate::state::{normalize_endpoints, normalize_slice, Normalized};
 use crate::util::printable;
 use crate::Error;
 
@@ -21,7 +21,7 @@ pub(crate) enum WatchEvent {
     Applied {
         name: String,
         resource_version: Option<String>,
-        object: Normalized,
+        object: ObjectGroups,
     },
     /// DELETED: the object is gone (or no longer matches the selector).
     Deleted {
@@ -195,7 +195,7 @@ fn finish(kind: &str, object: &str, resource: Resource) -> Result<WatchEvent, Er
 /// An ADDED, MODIFIED or DELETED event from its object's metadata and groups.
 fn finish_object(
     kind: &str,
-    (meta, object): (Option<Meta<'_>>, Normalized),
+    (meta, object): (Option<Meta<'_>>, ObjectGroups),
 ) -> Result<WatchEvent, Error> {
     let meta = meta.ok_or_else(|| Error::decode(format!("{kind} event without an object")))?;
     let name = meta
@@ -218,7 +218,10 @@ fn finish_object(
 }
 
 /// Decode one object (an event's or a list item) into its metadata and groups.
-fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, Normalized), Error> {
+fn decode_object(
+    json: &str,
+    resource: Resource,
+) -> Result<(Option<Meta<'_>>, ObjectGroups), Error> {
     let bad =
         |e: serde_json::Error| Error::decode(format!("malformed {resource} object: {}", brief(&e)));
     match resource {
@@ -233,12 +236,12 @@ fn decode_object(json: &str, resource: Resource) -> Result<(Option<Meta<'_>>, No
 
 /// An object of either resource, as the decoder needs it: its metadata and its groups.
 trait Object<'a> {
-    fn normalize(&self) -> Normalized;
+    fn normalize(&self) -> ObjectGroups;
     fn into_metadata(self) -> Option<Meta<'a>>;
 }
 
 impl<'a> Object<'a> for Endpoints<'a> {
-    fn normalize(&self) -> Normalized {
+    fn normalize(&self) -> ObjectGroups {
         normalize_endpoints(self)
     }
     fn into_metadata(self) -> Option<Meta<'a>> {
@@ -247,7 +250,7 @@ impl<'a> Object<'a> for Endpoints<'a> {
 }
 
 impl<'a> Object<'a> for EndpointSlice<'a> {
-    fn normalize(&self) -> Normalized {
+    fn normalize(&self) -> ObjectGroups {
         normalize_slice(self)
     }
     fn into_metadata(self) -> Option<Meta<'a>> {
@@ -256,9 +259,9 @@ impl<'a> Object<'a> for EndpointSlice<'a> {
 }
 
 /// An object's metadata and groups; a `null` object has neither.
-fn normalize<'a>(object: Option<impl Object<'a>>) -> (Option<Meta<'a>>, Normalized) {
+fn normalize<'a>(object: Option<impl Object<'a>>) -> (Option<Meta<'a>>, ObjectGroups) {
     match object {
-        None => (None, Normalized::default()),
+        None => (None, ObjectGroups::default()),
         Some(object) => {
             let groups = object.normalize();
             (object.into_metadata(), groups)
@@ -369,7 +372,7 @@ pub(crate) fn not_an_event(bytes: &[u8]) -> Option<NotAnEvent> {
 #[derive(Debug)]
 pub(crate) struct Listed {
     pub resource_version: String,
-    pub items: Vec<(String, Normalized)>,
+    pub items: Vec<(String, ObjectGroups)>,
 }
 
 /// Decode a list response body.

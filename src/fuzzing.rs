@@ -3,8 +3,8 @@
 
 use crate::decode::{decode_event, decode_list, WatchEvent};
 use crate::lines::{Line, LineSplitter};
+use crate::merge::Objects;
 use crate::source::Resource;
-use crate::state::State;
 use crate::Port;
 
 /// The crate's xorshift64* generator, for the seeded tests (`tests/chaos.rs`,
@@ -59,14 +59,14 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
             out.push(None);
             continue;
         };
-        let mut state = State::default();
-        state.replace_all(listed.items.into_iter().map(|(n, o)| (n, o.groups)));
+        let mut objects = Objects::default();
+        objects.replace_all(listed.items.into_iter().map(|(n, o)| (n, o.groups)));
         for port in [
             None,
             Some(Port::Number(80)),
             Some(Port::Name("grpc".into())),
         ] {
-            let resolved = state.resolve(port.as_ref(), "fuzz");
+            let resolved = objects.resolve(port.as_ref(), "fuzz");
             if let Ok(endpoints) = &resolved {
                 let mut sorted = endpoints.clone();
                 sorted.sort();
@@ -84,7 +84,7 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
 
 /// The decode → merge → resolve path of the watcher, without sockets, for benchmarks.
 pub struct Merger {
-    state: State,
+    objects: Objects,
     resource: Resource,
     port: Option<Port>,
 }
@@ -93,7 +93,7 @@ impl Merger {
     /// A merger for EndpointSlices (`slices == true`) or Endpoints, resolving `port`.
     pub fn new(slices: bool, port: Option<Port>) -> Merger {
         Merger {
-            state: State::default(),
+            objects: Objects::default(),
             resource: if slices {
                 Resource::EndpointSlices
             } else {
@@ -106,8 +106,8 @@ impl Merger {
     /// Decode one watch event line and apply it; true when the state changed.
     pub fn apply(&mut self, line: &[u8]) -> Result<bool, String> {
         match decode_event(line, self.resource).map_err(|e| e.to_string())? {
-            WatchEvent::Applied { name, object, .. } => Ok(self.state.apply(name, object.groups)),
-            WatchEvent::Deleted { name, .. } => Ok(self.state.delete(&name)),
+            WatchEvent::Applied { name, object, .. } => Ok(self.objects.apply(name, object.groups)),
+            WatchEvent::Deleted { name, .. } => Ok(self.objects.delete(&name)),
             _ => Ok(false),
         }
     }
@@ -119,7 +119,7 @@ impl Merger {
 
     /// Resolve the merged state into endpoints; returns how many.
     pub fn resolve(&mut self) -> Result<usize, String> {
-        self.state
+        self.objects
             .resolve(self.port.as_ref(), "bench")
             .map(|e| e.len())
             .map_err(|e| e.to_string())
@@ -130,7 +130,7 @@ impl Merger {
     /// Resolve the merged state into the endpoints a snapshot would hold (for benchmarks
     /// that time publishing separately).
     pub fn resolve_endpoints(&mut self) -> Result<Vec<crate::Endpoint>, String> {
-        self.state
+        self.objects
             .resolve(self.port.as_ref(), "bench")
             .map_err(|e| e.to_string())
     }

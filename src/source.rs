@@ -2,7 +2,7 @@
 //!
 //! This is the seam between the watcher, which is the same for every source, and the object
 //! model: a [`Resource`] knows its path, its selector, and how to decode its objects into
-//! the source-neutral [`Group`](crate::state::Group)s that the merge works on.
+//! the source-neutral [`Group`](crate::merge::Group)s that the merge works on.
 
 use std::fmt;
 

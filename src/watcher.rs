@@ -17,9 +17,9 @@ use crate::client::Client;
 use crate::decode::{decode_event, not_an_event, WatchEvent};
 use crate::lines::{Line, LineSplitter};
 use crate::machine::{Command, Machine, Outcome, WatchError};
+use crate::merge::{ObjectGroups, Objects};
 use crate::publish::Shared;
 use crate::source::Resource;
-use crate::state::{Normalized, State};
 use crate::util::{printable, Rng};
 use crate::{Error, Port, Source};
 
@@ -49,7 +49,7 @@ pub(crate) struct Watcher {
     stopping: Arc<AtomicBool>,
     /// The resource of the current request (the machine chooses it).
     resource: Resource,
-    state: State,
+    objects: Objects,
     rng: Rng,
     /// Auto only: why the last EndpointSlice list was refused, while it stays refused; kept to
     /// name both RBAC rules when Endpoints are refused too.
@@ -77,7 +77,7 @@ impl Watcher {
             stop,
             stopping,
             resource: Resource::EndpointSlices,
-            state: State::default(),
+            objects: Objects::default(),
             rng: Rng::new(Rng::entropy()),
             slices_refusal: None,
             fallback_reported: false,
@@ -189,7 +189,7 @@ impl Watcher {
                 Some((name, groups))
             })
             .collect::<Vec<_>>();
-        self.state.replace_all(items);
+        self.objects.replace_all(items);
         self.synced();
         self.publish();
         Ok(Outcome::Listed {
@@ -246,7 +246,7 @@ impl Watcher {
 
     /// Warn about what the decoder skipped, and keep the groups; `None` for an object of
     /// another Service (reported once).
-    fn checked(&self, name: &str, object: Normalized) -> Option<Vec<crate::state::Group>> {
+    fn checked(&self, name: &str, object: ObjectGroups) -> Option<Vec<crate::merge::Group>> {
         if !object.belongs_to(&self.settings.service) {
             if !self.foreign_reported.replace(true) {
                 warn!(
@@ -280,7 +280,7 @@ impl Watcher {
     /// error: it keeps the last good snapshot.
     fn publish(&mut self) {
         let s = &self.settings;
-        match self.state.resolve(s.port.as_ref(), &s.service) {
+        match self.objects.resolve(s.port.as_ref(), &s.service) {
             Ok(endpoints) => {
                 if let Some(snapshot) = self.shared.publish(endpoints) {
                     info!(
@@ -440,9 +440,9 @@ impl Watcher {
                         object,
                     } => {
                         dirty |= match self.checked(&name, object) {
-                            Some(groups) => self.state.apply(name, groups),
+                            Some(groups) => self.objects.apply(name, groups),
                             // Not ours (any more): a selector would have sent DELETED.
-                            None => self.state.delete(&name),
+                            None => self.objects.delete(&name),
                         };
                         self.advance(resource_version, rv, true);
                     }
@@ -450,7 +450,7 @@ impl Watcher {
                         name,
                         resource_version: rv,
                     } => {
-                        dirty |= self.state.delete(&name);
+                        dirty |= self.objects.delete(&name);
                         self.advance(resource_version, rv, true);
                     }
                     WatchEvent::Bookmark {
