@@ -47,6 +47,8 @@ pub(crate) struct Watcher {
     shared: Arc<Shared>,
     stop: Receiver<()>,
     stopping: Arc<AtomicBool>,
+    /// What to do next, and the books of the loop: resourceVersion, reconnects, relists.
+    machine: Machine,
     /// The resource of the current request (the machine chooses it).
     resource: Resource,
     objects: Objects,
@@ -70,7 +72,10 @@ impl Watcher {
         stop: Receiver<()>,
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
+        let mut rng = Rng::new(Rng::entropy());
+        let backoff = Backoff::new(settings.backoff, rng.next_u64());
         Watcher {
+            machine: Machine::new(settings.source, backoff),
             settings,
             client,
             shared,
@@ -78,7 +83,7 @@ impl Watcher {
             stopping,
             resource: Resource::EndpointSlices,
             objects: Objects::default(),
-            rng: Rng::new(Rng::entropy()),
+            rng,
             slices_refusal: None,
             fallback_reported: false,
             fqdn_reported: std::cell::Cell::new(false),
@@ -94,25 +99,11 @@ impl Watcher {
     pub(crate) fn run(mut self) {
         // Whatever ends this thread, even a panic, ends the subscriptions and wakes wait_ready.
         let _stop = StopOnExit(self.shared.clone());
-        let backoff = Backoff::new(self.settings.backoff, self.rng.next_u64());
-        let mut machine = Machine::new(self.settings.source, backoff);
-        let mut command = machine.step(Outcome::Start);
-        let mut lists = 0u64;
-        let mut after_list = false;
-        // Auto's list of Endpoints right after a refused slice list: the same attempt.
-        let mut fallback_list = false;
+        let mut command = self.machine.step(Outcome::Start);
         while !self.stopping() {
-            let is_request = !matches!(command, Command::Wait(_));
-            if is_request && lists > 0 && !after_list && !fallback_list {
-                self.shared.update_status(|s| s.counters.reconnects += 1);
-            }
             let mut list_error = None;
             let outcome = match command {
                 Command::List { resource } => {
-                    if lists > 0 && !fallback_list {
-                        self.shared.update_status(|s| s.counters.relists += 1);
-                    }
-                    lists += 1;
                     self.resource = resource;
                     match self.list() {
                         Ok(listed) => listed,
@@ -141,12 +132,14 @@ impl Watcher {
             if self.stopping() {
                 break;
             }
-            after_list = matches!(outcome, Outcome::Listed { .. });
-            command = machine.step(outcome);
-            fallback_list = false;
+            command = self.machine.step(outcome);
+            let counts = self.machine.counts();
+            self.shared.update_status(|s| {
+                s.counters.reconnects = counts.reconnects;
+                s.counters.relists = counts.relists;
+            });
             if let Some(e) = list_error {
-                let fell_back = self.list_failed(e, &machine);
-                fallback_list = fell_back && matches!(command, Command::List { .. });
+                self.list_failed(e);
             }
             if let Command::Wait(delay) = &command {
                 debug!("{}: retrying in {delay:.1?}", self.settings.label);
@@ -197,14 +190,14 @@ impl Watcher {
         })
     }
 
-    /// Report a failed list, once the machine has decided what comes next. Returns whether
-    /// it was Auto's slice list refused (the machine falls back to Endpoints, or keeps
-    /// watching them after a probe): not a failure of the resolver.
-    fn list_failed(&mut self, e: Error, machine: &Machine) -> bool {
+    /// Report a failed list, once the machine has decided what comes next. Auto's slice list
+    /// refused (the machine falls back to Endpoints, or keeps watching them after a probe) is
+    /// not a failure of the resolver.
+    fn list_failed(&mut self, e: Error) {
         if e.status() == Some(401) {
             self.client.refresh_token();
         }
-        let refused = machine.slices_refused();
+        let refused = self.machine.slices_refused();
         match self.resource {
             Resource::EndpointSlices if refused.is_some() && e.status() == refused => {
                 let label = &self.settings.label;
@@ -225,7 +218,6 @@ impl Watcher {
                     );
                 }
                 self.slices_refusal = Some(e);
-                true
             }
             // On the fallback, an Endpoints failure also says why slices were not used: with
             // both refused, the error names both RBAC rules.
@@ -235,12 +227,8 @@ impl Watcher {
                     None => e,
                 };
                 self.fail(e);
-                false
             }
-            _ => {
-                self.fail(e);
-                false
-            }
+            _ => self.fail(e),
         }
     }
 
@@ -300,7 +288,7 @@ impl Watcher {
         }
     }
 
-    fn watch(&mut self, mut resource_version: String) -> Outcome {
+    fn watch(&mut self, resource_version: String) -> Outcome {
         let s = &self.settings;
         let window = s.watch_timeout.as_secs().max(1);
         let timeout = window - self.rng.next_u64() % (window / 4 + 1);
@@ -324,7 +312,6 @@ impl Watcher {
                 let retry_after = e.retry_after();
                 self.fail(e);
                 return Outcome::WatchFailed {
-                    resource_version,
                     retry_after,
                     relist: false,
                     healthy: false,
@@ -341,12 +328,7 @@ impl Watcher {
                 .saturating_sub(Duration::from_secs(1))
                 .max(Duration::from_millis(500)),
         );
-        let outcome = self.stream(
-            &mut stream.body,
-            &mut resource_version,
-            started,
-            healthy_after,
-        );
+        let outcome = self.stream(&mut stream.body, started, healthy_after);
         self.shared.update_status(|st| st.watching = false);
         outcome
     }
@@ -355,15 +337,13 @@ impl Watcher {
     fn stream(
         &mut self,
         body: &mut impl Read,
-        resource_version: &mut String,
         started: Instant,
         healthy_after: Duration,
     ) -> Outcome {
         let mut splitter = LineSplitter::new(self.settings.max_line);
         let mut buf = vec![0u8; 64 * 1024];
         let mut progressed = false;
-        let failed = |rv: &str, relist: bool, progressed: bool| Outcome::WatchFailed {
-            resource_version: rv.to_string(),
+        let failed = |relist: bool, progressed: bool| Outcome::WatchFailed {
             retry_after: None,
             relist,
             healthy: progressed,
@@ -376,17 +356,16 @@ impl Watcher {
                         // get the same answer; relist, as client-go does after bad data.
                         if let Some(object) = not_an_event(splitter.partial()) {
                             self.fail(object.into_error());
-                            return failed(resource_version, true, progressed);
+                            return failed(true, progressed);
                         }
                         self.fail(Error::transport(
                             "the watch stream ended in the middle of an event",
                         ));
-                        return failed(resource_version, false, progressed);
+                        return failed(false, progressed);
                     }
                     debug!("{}: watch ended; watching again", self.settings.label);
                     let lasted = started.elapsed();
                     return Outcome::WatchEnded {
-                        resource_version: resource_version.clone(),
                         healthy: progressed || lasted >= healthy_after,
                         lasted,
                     };
@@ -404,7 +383,7 @@ impl Watcher {
                         format!("the watch stream failed: {e}")
                     };
                     self.fail(Error::transport(message));
-                    return failed(resource_version, false, progressed);
+                    return failed(false, progressed);
                 }
             };
             splitter.push(&buf[..n]);
@@ -417,7 +396,7 @@ impl Watcher {
                             "a watch event is longer than {} bytes; relisting",
                             self.settings.max_line
                         )));
-                        return failed(resource_version, true, progressed);
+                        return failed(true, progressed);
                     }
                 };
                 let event = match decode_event(line, self.resource) {
@@ -430,7 +409,7 @@ impl Watcher {
                                 printable(&line[..line.len().min(80)])
                             )),
                         });
-                        return failed(resource_version, true, progressed);
+                        return failed(true, progressed);
                     }
                 };
                 match event {
@@ -444,19 +423,19 @@ impl Watcher {
                             // Not ours (any more): a selector would have sent DELETED.
                             None => self.objects.delete(&name),
                         };
-                        self.advance(resource_version, rv, true);
+                        self.advance(rv, true);
                     }
                     WatchEvent::Deleted {
                         name,
                         resource_version: rv,
                     } => {
                         dirty |= self.objects.delete(&name);
-                        self.advance(resource_version, rv, true);
+                        self.advance(rv, true);
                     }
                     WatchEvent::Bookmark {
                         resource_version: rv,
                     } => {
-                        self.advance(resource_version, Some(rv), false);
+                        self.advance(Some(rv), false);
                     }
                     WatchEvent::Error {
                         code,
@@ -470,8 +449,9 @@ impl Watcher {
                         let next = match error {
                             WatchError::Expired => {
                                 debug!(
-                                    "{}: resourceVersion {resource_version} expired; relisting",
-                                    self.settings.label
+                                    "{}: resourceVersion {} expired; relisting",
+                                    self.settings.label,
+                                    self.machine.resource_version().unwrap_or_default()
                                 );
                                 None
                             }
@@ -492,7 +472,6 @@ impl Watcher {
                             ));
                         }
                         return Outcome::ErrorEvent {
-                            resource_version: resource_version.clone(),
                             error,
                             healthy: progressed,
                         };
@@ -514,10 +493,8 @@ impl Watcher {
     }
 
     /// Take a new resourceVersion from an event or bookmark, and count it.
-    fn advance(&self, current: &mut String, new: Option<String>, is_event: bool) {
-        if let Some(rv) = new.filter(|rv| !rv.is_empty()) {
-            *current = rv;
-        }
+    fn advance(&mut self, resource_version: Option<String>, is_event: bool) {
+        self.machine.advance(resource_version);
         self.shared.update_status(|s| {
             if is_event {
                 s.counters.events += 1;
