@@ -18,7 +18,7 @@ use ureq::Body;
 use crate::config::ServerAccess;
 use crate::credentials::{TokenConnector, TokenSource, PLACEHOLDER};
 use crate::decode::{decode_list, decode_status, Listed};
-use crate::source::Resource;
+use crate::source::Api;
 use crate::util::printable;
 use crate::Error;
 
@@ -132,7 +132,7 @@ impl Client {
     /// LIST the Service's objects.
     pub(crate) fn list(
         &self,
-        resource: Resource,
+        resource: Api,
         namespace: &str,
         service: &str,
     ) -> Result<Listed, Error> {
@@ -161,7 +161,7 @@ impl Client {
     /// WATCH from `resource_version`; the server ends the stream after `timeout_seconds`.
     pub(crate) fn watch(
         &self,
-        resource: Resource,
+        resource: Api,
         namespace: &str,
         service: &str,
         resource_version: &str,
@@ -224,7 +224,7 @@ fn query_escape(value: &str) -> String {
 /// Pass 2xx through; turn anything else into an API error with the Status message.
 fn check(
     response: Response<Body>,
-    resource: Resource,
+    resource: Api,
     namespace: &str,
     service: &str,
     verb: &str,

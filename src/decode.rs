@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::merge::{normalize_endpoints, normalize_slice, ObjectGroups};
-use crate::model::{EndpointSlice, Endpoints, List, Meta, Status, Str};
-use crate::source::Resource;
+use crate::model::{EndpointSlice, Endpoints, List, Meta, StatusObject, Str};
+use crate::source::Api;
 use crate::util::printable;
 use crate::Error;
 
@@ -61,7 +61,7 @@ struct BookmarkObject<'a> {
 /// else, and any line that pass does not accept, takes the general path (the event with
 /// its object as raw JSON, then the object), which decides the result and the error message.
 /// Both paths use the same models, so they agree on every line the fast one accepts.
-pub(crate) fn decode_event(line: &[u8], resource: Resource) -> Result<WatchEvent, Error> {
+pub(crate) fn decode_event(line: &[u8], resource: Api) -> Result<WatchEvent, Error> {
     let fast = std::str::from_utf8(line).ok().and_then(|text| {
         let mut de = serde_json::Deserializer::from_str(text);
         let event = serde::de::DeserializeSeed::deserialize(EventSeed(resource), &mut de).ok()?;
@@ -86,7 +86,7 @@ pub(crate) fn decode_event(line: &[u8], resource: Resource) -> Result<WatchEvent
 }
 
 /// The general path: the event with its object as raw JSON, then the object.
-fn decode_event_general(line: &[u8], resource: Resource) -> Result<WatchEvent, Error> {
+fn decode_event_general(line: &[u8], resource: Api) -> Result<WatchEvent, Error> {
     let raw: RawEvent<'_> = serde_json::from_slice(line)
         .map_err(|e| Error::decode(format!("malformed watch event: {}", brief(&e))))?;
     finish(
@@ -110,7 +110,7 @@ enum FastObject<'a> {
     Raw(Option<&'a RawValue>),
 }
 
-struct EventSeed(Resource);
+struct EventSeed(Api);
 
 impl<'de> serde::de::DeserializeSeed<'de> for EventSeed {
     type Value = FastEvent<'de>;
@@ -147,8 +147,8 @@ impl<'de> serde::de::Visitor<'de> for EventSeed {
                     }
                     let typed = matches!(kind.as_deref(), Some("ADDED" | "MODIFIED" | "DELETED"));
                     object = Some(match (typed, self.0) {
-                        (true, Resource::Endpoints) => FastObject::Endpoints(map.next_value()?),
-                        (true, Resource::EndpointSlices) => FastObject::Slice(map.next_value()?),
+                        (true, Api::Endpoints) => FastObject::Endpoints(map.next_value()?),
+                        (true, Api::EndpointSlices) => FastObject::Slice(map.next_value()?),
                         (false, _) => FastObject::Raw(map.next_value()?),
                     });
                 }
@@ -165,7 +165,7 @@ impl<'de> serde::de::Visitor<'de> for EventSeed {
 }
 
 /// The event of type `kind` whose object is `object` (JSON text).
-fn finish(kind: &str, object: &str, resource: Resource) -> Result<WatchEvent, Error> {
+fn finish(kind: &str, object: &str, resource: Api) -> Result<WatchEvent, Error> {
     match kind {
         "ADDED" | "MODIFIED" | "DELETED" => finish_object(kind, decode_object(object, resource)?),
         "BOOKMARK" => {
@@ -179,7 +179,7 @@ fn finish(kind: &str, object: &str, resource: Resource) -> Result<WatchEvent, Er
             Ok(WatchEvent::Bookmark { resource_version })
         }
         "ERROR" => {
-            let status: Option<Status> = serde_json::from_str(object).unwrap_or_default();
+            let status: Option<StatusObject> = serde_json::from_str(object).unwrap_or_default();
             let status = status.unwrap_or_default();
             Ok(WatchEvent::Error {
                 code: status.code,
@@ -218,17 +218,14 @@ fn finish_object(
 }
 
 /// Decode one object (an event's or a list item) into its metadata and groups.
-fn decode_object(
-    json: &str,
-    resource: Resource,
-) -> Result<(Option<Meta<'_>>, ObjectGroups), Error> {
+fn decode_object(json: &str, resource: Api) -> Result<(Option<Meta<'_>>, ObjectGroups), Error> {
     let bad =
         |e: serde_json::Error| Error::decode(format!("malformed {resource} object: {}", brief(&e)));
     match resource {
-        Resource::Endpoints => Ok(normalize(
+        Api::Endpoints => Ok(normalize(
             serde_json::from_str::<Option<Endpoints<'_>>>(json).map_err(bad)?,
         )),
-        Resource::EndpointSlices => Ok(normalize(
+        Api::EndpointSlices => Ok(normalize(
             serde_json::from_str::<Option<EndpointSlice<'_>>>(json).map_err(bad)?,
         )),
     }
@@ -376,7 +373,7 @@ pub(crate) struct Listed {
 }
 
 /// Decode a list response body.
-pub(crate) fn decode_list(body: &[u8], resource: Resource) -> Result<Listed, Error> {
+pub(crate) fn decode_list(body: &[u8], resource: Api) -> Result<Listed, Error> {
     let list: List<'_, &RawValue> = serde_json::from_slice(body)
         .map_err(|e| Error::decode(format!("malformed {resource} list: {}", brief(&e))))?;
     let resource_version = list
@@ -401,8 +398,8 @@ pub(crate) fn decode_list(body: &[u8], resource: Resource) -> Result<Listed, Err
 }
 
 /// The Status in an error body, if the body is one (429 bodies are plain text).
-pub(crate) fn decode_status(body: &[u8]) -> Option<Status> {
-    serde_json::from_slice::<Status>(body)
+pub(crate) fn decode_status(body: &[u8]) -> Option<StatusObject> {
+    serde_json::from_slice::<StatusObject>(body)
         .ok()
         .filter(|s| s.code.is_some() || s.message.is_some())
 }
@@ -411,7 +408,7 @@ pub(crate) fn decode_status(body: &[u8]) -> Option<Status> {
 mod tests {
     use super::*;
     fn event(line: &str) -> WatchEvent {
-        decode_event(line.as_bytes(), Resource::Endpoints).expect("decodes")
+        decode_event(line.as_bytes(), Api::Endpoints).expect("decodes")
     }
 
     #[test]
@@ -480,7 +477,7 @@ mod tests {
     fn slice_bookmarks_with_null_fields_decode() {
         let e = decode_event(
             br#"{"type":"BOOKMARK","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"resourceVersion":"99"},"addressType":"","endpoints":null,"ports":null}}"#,
-            Resource::EndpointSlices,
+            Api::EndpointSlices,
         );
         assert_eq!(
             e.ok(),
@@ -505,7 +502,7 @@ mod tests {
             r#"{"type":7}"#,
         ] {
             assert!(
-                decode_event(line.as_bytes(), Resource::Endpoints).is_err(),
+                decode_event(line.as_bytes(), Api::Endpoints).is_err(),
                 "{line} should be an error"
             );
         }
@@ -525,18 +522,18 @@ mod tests {
     fn lists_carry_their_resource_version_and_items() {
         let listed = decode_list(
             br#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"10245"},"items":[{"metadata":{"name":"echo"},"subsets":[]}]}"#,
-            Resource::Endpoints,
+            Api::Endpoints,
         )
         .expect("list");
         assert_eq!(listed.resource_version, "10245");
         assert_eq!(listed.items.len(), 1);
         let empty = decode_list(
             br#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}"#,
-            Resource::Endpoints,
+            Api::Endpoints,
         )
         .expect("empty list");
         assert!(empty.items.is_empty());
-        assert!(decode_list(br#"{"items":[]}"#, Resource::Endpoints).is_err());
+        assert!(decode_list(br#"{"items":[]}"#, Api::Endpoints).is_err());
     }
 
     #[test]
@@ -592,7 +589,7 @@ mod tests {
                 .collect(),
         );
         for line in &bytes {
-            for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+            for resource in [Api::Endpoints, Api::EndpointSlices] {
                 let fast = format!("{:?}", decode_event(line, resource));
                 let general = format!("{:?}", decode_event_general(line, resource));
                 assert_eq!(
@@ -710,7 +707,7 @@ mod tests {
     fn events_and_list_items_carry_the_service_they_belong_to() {
         let e = decode_event(
             br#"{"type":"MODIFIED","object":{"metadata":{"name":"other-abc","labels":{"kubernetes.io/service-name":"other"}},"addressType":"IPv4"}}"#,
-            Resource::EndpointSlices,
+            Api::EndpointSlices,
         );
         let Ok(WatchEvent::Applied { name, object, .. }) = e else {
             panic!("not applied: {e:?}");
@@ -719,7 +716,7 @@ mod tests {
         assert!(object.belongs_to("other") && !object.belongs_to("echo"));
         let listed = decode_list(
             br#"{"metadata":{"resourceVersion":"3"},"items":[{"metadata":{"name":"echo"}},{"metadata":{"name":"other"}}]}"#,
-            Resource::Endpoints,
+            Api::Endpoints,
         )
         .expect("list");
         let owners: Vec<bool> = listed

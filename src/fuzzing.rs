@@ -4,7 +4,7 @@
 use crate::decode::{decode_event, decode_list, WatchEvent};
 use crate::lines::{Line, LineSplitter};
 use crate::merge::Objects;
-use crate::source::Resource;
+use crate::source::Api;
 use crate::Port;
 
 /// The crate's xorshift64* generator, for the seeded tests (`tests/chaos.rs`,
@@ -32,7 +32,7 @@ pub fn decode_stream(stream: &[u8], chunk_sizes: &[u8], max_line: usize) -> Vec<
             match line {
                 Line::TooLong => trace.push("too long".to_string()),
                 Line::Complete(line) => {
-                    for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+                    for resource in [Api::Endpoints, Api::EndpointSlices] {
                         trace.push(match decode_event(line, resource) {
                             Ok(event) => describe(&event),
                             Err(e) => format!("error: {e}"),
@@ -54,7 +54,7 @@ fn describe(event: &WatchEvent) -> String {
 /// Returns how many endpoints each resolution gave (or `None` for an error).
 pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
     let mut out = Vec::new();
-    for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+    for resource in [Api::Endpoints, Api::EndpointSlices] {
         let Ok(listed) = decode_list(json, resource) else {
             out.push(None);
             continue;
@@ -85,7 +85,7 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
 /// The decode → merge → resolve path of the watcher, without sockets, for benchmarks.
 pub struct Merger {
     objects: Objects,
-    resource: Resource,
+    resource: Api,
     port: Option<Port>,
 }
 
@@ -95,9 +95,9 @@ impl Merger {
         Merger {
             objects: Objects::default(),
             resource: if slices {
-                Resource::EndpointSlices
+                Api::EndpointSlices
             } else {
-                Resource::Endpoints
+                Api::Endpoints
             },
             port,
         }
@@ -163,7 +163,7 @@ impl Splitter {
 /// The publishing side of a resolver without a watcher thread: what `Watcher::publish`
 /// does, plus the readers a `Resolver` hands out, for benchmarks.
 pub struct Publisher {
-    shared: std::sync::Arc<crate::publish::Shared>,
+    shared: std::sync::Arc<crate::publish::Hub>,
 }
 
 impl Default for Publisher {
@@ -176,7 +176,7 @@ impl Publisher {
     /// Nothing published yet (version 0).
     pub fn new() -> Publisher {
         Publisher {
-            shared: std::sync::Arc::new(crate::publish::Shared::new()),
+            shared: std::sync::Arc::new(crate::publish::Hub::new()),
         }
     }
 

@@ -114,8 +114,9 @@ impl Subscribers {
 /// every publish, which a latest-wins subscriber cannot).
 pub(crate) type PublishObserver = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
-/// State shared by a resolver, its watcher thread, its pickers and subscribers.
-pub(crate) struct Shared {
+/// The hub of one resolver: where its watcher thread publishes, and where its readers
+/// (pickers, subscribers, `snapshot`, `status`, `wait_ready`) read.
+pub(crate) struct Hub {
     current: RwLock<Snapshot>,
     /// The current snapshot's version, readable without a lock (for the picker).
     version: AtomicU64,
@@ -126,10 +127,10 @@ pub(crate) struct Shared {
     observer: Option<PublishObserver>,
 }
 
-impl Shared {
-    pub(crate) fn new() -> Shared {
+impl Hub {
+    pub(crate) fn new() -> Hub {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Shared {
+        Hub {
             current: RwLock::new(Snapshot::unresolved()),
             version: AtomicU64::new(0),
             subscribers: Mutex::new(Subscribers::default()),
@@ -339,7 +340,7 @@ mod tests {
 
     #[test]
     fn publishes_only_changes_and_versions_grow_by_one() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         assert_eq!(
             shared.publish(endpoints(&[1])).map(|s| s.version()),
             Some(1)
@@ -355,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_first_resolution_publishes_even_when_empty() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let first = shared.publish(Vec::new());
         assert_eq!(first.map(|s| s.version()), Some(1));
         assert!(shared.status().resolved);
@@ -363,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_subscriber_that_never_reads_holds_only_the_latest_snapshot() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let updates = shared.subscribe();
         for n in 1..=100u16 {
             shared.publish(endpoints(&[n]));
@@ -377,7 +378,7 @@ mod tests {
     #[cfg(feature = "testkit")]
     #[test]
     fn an_observer_sees_every_publish_that_a_subscriber_may_miss() {
-        let mut shared = Shared::new();
+        let mut shared = Hub::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         shared.observe(Box::new(move |s| lock(&record).push(s.version())));
@@ -395,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_dropped_subscriber_is_forgotten() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let kept = shared.subscribe();
         drop(shared.subscribe());
         shared.publish(endpoints(&[1]));
@@ -405,7 +406,7 @@ mod tests {
 
     #[test]
     fn dropped_subscriptions_are_swept_without_a_publish() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         shared.publish(endpoints(&[1]));
         let kept: Vec<Updates> = (0..5).map(|_| shared.subscribe()).collect();
         let mut most = 0;
@@ -433,8 +434,8 @@ mod tests {
 
     #[test]
     fn an_unresolvable_state_is_frozen_until_a_resolve_succeeds() {
-        let shared = Shared::new();
-        let sync = |shared: &Shared, at: u64| {
+        let shared = Hub::new();
+        let sync = |shared: &Hub, at: u64| {
             shared.update_status(|s| {
                 s.last_sync = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at))
             })
@@ -458,14 +459,14 @@ mod tests {
         shared.record_error(Error::transport("reset"));
         assert_eq!(shared.status().frozen_since, None);
         // Never synced: frozen from now.
-        let fresh = Shared::new();
+        let fresh = Hub::new();
         fresh.record_unresolvable(port_error());
         assert!(fresh.status().frozen_since.is_some());
     }
 
     #[test]
     fn a_new_subscriber_starts_with_the_current_snapshot() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         shared.publish(endpoints(&[7]));
         let updates = shared.subscribe();
         assert_eq!(updates.try_recv().map(|s| s.version()), Ok(1));
@@ -473,7 +474,7 @@ mod tests {
 
     #[test]
     fn stop_ends_subscriptions_and_wait_ready_reports_the_last_error() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let updates = shared.subscribe();
         shared.record_error(Error::api(403, Some("Forbidden".into()), "forbidden", None));
         let err = shared.wait_ready(Duration::from_millis(10)).unwrap_err();

@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use crate::backoff::BackoffPolicy;
 use crate::client::{Client, Timeouts};
 use crate::lines::MAX_LINE;
-use crate::publish::{Shared, Updates};
+use crate::publish::{Hub, Updates};
 use crate::snapshot::{Addresses, Snapshot};
 use crate::util::at_most_a_year;
 use crate::watcher::{Settings, Watcher};
@@ -60,7 +60,7 @@ use crate::{Config, Error, Picker, Source, Status, Target};
 /// ```
 pub struct Resolver {
     target: Target,
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
     stopping: Arc<AtomicBool>,
     wake: Option<Sender<()>>,
     agent: Option<ureq::Agent>,
@@ -696,7 +696,7 @@ impl Builder {
         let client = Client::new(&access, self.timeouts);
         let agent = client.shutdown_handle();
         #[cfg_attr(not(feature = "testkit"), allow(unused_mut))]
-        let mut shared = Shared::new();
+        let mut shared = Hub::new();
         #[cfg(feature = "testkit")]
         if let Some(observer) = self.observer {
             shared.observe(observer);

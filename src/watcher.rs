@@ -17,9 +17,9 @@ use crate::client::Client;
 use crate::decode::{decode_event, not_an_event, WatchEvent};
 use crate::lines::{Line, LineSplitter};
 use crate::machine::{Command, Machine, Outcome, WatchError};
-use crate::merge::{ObjectGroups, Objects};
-use crate::publish::Shared;
-use crate::source::Resource;
+use crate::merge::{Group, ObjectGroups, Objects};
+use crate::publish::Hub;
+use crate::source::Api;
 use crate::util::{printable, Rng};
 use crate::{Error, Port, Source};
 
@@ -44,13 +44,13 @@ pub(crate) struct Settings {
 pub(crate) struct Watcher {
     settings: Settings,
     client: Client,
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
     stop: Receiver<()>,
     stopping: Arc<AtomicBool>,
     /// What to do next, and the books of the loop: resourceVersion, reconnects, relists.
     machine: Machine,
     /// The resource of the current request (the machine chooses it).
-    resource: Resource,
+    resource: Api,
     objects: Objects,
     rng: Rng,
     /// Auto only: why the last EndpointSlice list was refused, while it stays refused; kept to
@@ -68,7 +68,7 @@ impl Watcher {
     pub(crate) fn new(
         settings: Settings,
         client: Client,
-        shared: Arc<Shared>,
+        shared: Arc<Hub>,
         stop: Receiver<()>,
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
@@ -81,7 +81,7 @@ impl Watcher {
             shared,
             stop,
             stopping,
-            resource: Resource::EndpointSlices,
+            resource: Api::EndpointSlices,
             objects: Objects::default(),
             rng,
             slices_refusal: None,
@@ -168,7 +168,7 @@ impl Watcher {
             st.counters.lists += 1;
             st.source = Some(resource.source());
         });
-        if resource == Resource::EndpointSlices && self.slices_refusal.take().is_some() {
+        if resource == Api::EndpointSlices && self.slices_refusal.take().is_some() {
             info!(
                 "{}: the EndpointSlice API is allowed now; using it instead of Endpoints",
                 s.label
@@ -178,7 +178,7 @@ impl Watcher {
             .items
             .into_iter()
             .filter_map(|(name, object)| {
-                let groups = self.checked(&name, object)?;
+                let groups = self.keep_ours_and_warn(&name, object)?;
                 Some((name, groups))
             })
             .collect::<Vec<_>>();
@@ -199,7 +199,7 @@ impl Watcher {
         }
         let refused = self.machine.slices_refused();
         match self.resource {
-            Resource::EndpointSlices if refused.is_some() && e.status() == refused => {
+            Api::EndpointSlices if refused.is_some() && e.status() == refused => {
                 let label = &self.settings.label;
                 let what = if refused == Some(404) {
                     "missing"
@@ -214,14 +214,14 @@ impl Watcher {
                         "{label}: the EndpointSlice API is {what} ({e}); falling back to core/v1 \
                          Endpoints, and trying EndpointSlices again at each relist. To use \
                          EndpointSlices, grant the service account a Role rule: {}",
-                        Resource::EndpointSlices.rbac_rule()
+                        Api::EndpointSlices.rbac_rule()
                     );
                 }
                 self.slices_refusal = Some(e);
             }
             // On the fallback, an Endpoints failure also says why slices were not used: with
             // both refused, the error names both RBAC rules.
-            Resource::Endpoints if refused.is_some() => {
+            Api::Endpoints if refused.is_some() => {
                 let e = match &self.slices_refusal {
                     Some(slices) => e.after(slices),
                     None => e,
@@ -232,9 +232,10 @@ impl Watcher {
         }
     }
 
-    /// Warn about what the decoder skipped, and keep the groups; `None` for an object of
-    /// another Service (reported once).
-    fn checked(&self, name: &str, object: ObjectGroups) -> Option<Vec<crate::merge::Group>> {
+    /// Keep the groups of an object of our Service, and warn about what the decoder skipped
+    /// (FQDN slices once, bad addresses each time); `None`, and a warning the first time, for
+    /// an object of another Service.
+    fn keep_ours_and_warn(&self, name: &str, object: ObjectGroups) -> Option<Vec<Group>> {
         if !object.belongs_to(&self.settings.service) {
             if !self.foreign_reported.replace(true) {
                 warn!(
@@ -418,7 +419,7 @@ impl Watcher {
                         resource_version: rv,
                         object,
                     } => {
-                        dirty |= match self.checked(&name, object) {
+                        dirty |= match self.keep_ours_and_warn(&name, object) {
                             Some(groups) => self.objects.apply(name, groups),
                             // Not ours (any more): a selector would have sent DELETED.
                             None => self.objects.delete(&name),
@@ -507,7 +508,7 @@ impl Watcher {
 }
 
 /// Marks the resolver stopped when the watcher thread ends, however it ends.
-struct StopOnExit(Arc<Shared>);
+struct StopOnExit(Arc<Hub>);
 
 impl Drop for StopOnExit {
     fn drop(&mut self) {

@@ -32,7 +32,7 @@
 use std::time::Duration;
 
 use crate::backoff::Backoff;
-use crate::source::Resource;
+use crate::source::Api;
 use crate::Source;
 
 /// While [`Source::Auto`] runs on its Endpoints fallback, it probes EndpointSlices again
@@ -62,10 +62,10 @@ pub(crate) enum Phase {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Command {
     /// LIST the Service's objects of `resource` and replace the state.
-    List { resource: Resource },
+    List { resource: Api },
     /// WATCH `resource` from this resourceVersion.
     Watch {
-        resource: Resource,
+        resource: Api,
         resource_version: String,
     },
     /// Sleep (interruptibly), then report [`Outcome::Waited`].
@@ -152,7 +152,7 @@ pub(crate) struct Machine {
     phase: Phase,
     source: Source,
     /// The resource of the current (or last) request.
-    resource: Resource,
+    resource: Api,
     /// Auto only: the status (403 or 404) of the last refused EndpointSlice list; `None` once
     /// a slice list succeeds.
     slices_refused: Option<u16>,
@@ -173,7 +173,7 @@ impl Machine {
         let mut machine = Machine {
             phase: Phase::Empty,
             source,
-            resource: Resource::EndpointSlices,
+            resource: Api::EndpointSlices,
             slices_refused: None,
             since_probe: Duration::ZERO,
             backoff,
@@ -261,7 +261,7 @@ impl Machine {
         match outcome {
             Outcome::Start => self.list(),
             Outcome::Listed { resource_version } => {
-                if self.resource == Resource::EndpointSlices {
+                if self.resource == Api::EndpointSlices {
                     self.slices_refused = None;
                 }
                 self.since_probe = Duration::ZERO;
@@ -331,10 +331,10 @@ impl Machine {
     }
 
     /// The resource every list starts with.
-    fn first_resource(&self) -> Resource {
+    fn first_resource(&self) -> Api {
         match self.source {
-            Source::Endpoints => Resource::Endpoints,
-            Source::EndpointSlices | Source::Auto => Resource::EndpointSlices,
+            Source::Endpoints => Api::Endpoints,
+            Source::EndpointSlices | Source::Auto => Api::EndpointSlices,
         }
     }
 
@@ -345,7 +345,7 @@ impl Machine {
     }
 
     fn on_fallback(&self) -> bool {
-        self.source == Source::Auto && self.resource == Resource::Endpoints
+        self.source == Source::Auto && self.resource == Api::Endpoints
     }
 
     fn list_failed(&mut self, status: Option<u16>, retry_after: Option<Duration>) -> Command {
@@ -354,7 +354,7 @@ impl Machine {
             _ => None,
         };
         let refused = self.source == Source::Auto
-            && self.resource == Resource::EndpointSlices
+            && self.resource == Api::EndpointSlices
             && matches!(status, Some(403 | 404));
         if refused {
             self.slices_refused = status;
@@ -364,9 +364,9 @@ impl Machine {
             Some(resume) => self.resume_fallback(resume),
             None if refused => {
                 self.falling_back = true;
-                self.resource = Resource::Endpoints;
+                self.resource = Api::Endpoints;
                 Command::List {
-                    resource: Resource::Endpoints,
+                    resource: Api::Endpoints,
                 }
             }
             None => self.back_off(None, retry_after),
@@ -403,14 +403,14 @@ impl Machine {
     fn probe(&mut self, resume: String) -> Command {
         self.since_probe = Duration::ZERO;
         self.phase = Phase::Probing { resume };
-        self.resource = Resource::EndpointSlices;
+        self.resource = Api::EndpointSlices;
         Command::List {
-            resource: Resource::EndpointSlices,
+            resource: Api::EndpointSlices,
         }
     }
 
     fn resume_fallback(&mut self, resume: String) -> Command {
-        self.resource = Resource::Endpoints;
+        self.resource = Api::Endpoints;
         self.watch(resume)
     }
 

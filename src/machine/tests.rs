@@ -3,8 +3,8 @@
 use super::*;
 use crate::backoff::BackoffPolicy;
 
-const SLICES: Resource = Resource::EndpointSlices;
-const ENDPOINTS: Resource = Resource::Endpoints;
+const SLICES: Api = Api::EndpointSlices;
+const ENDPOINTS: Api = Api::Endpoints;
 
 fn machine() -> Machine {
     machine_for(Source::Endpoints)
@@ -14,7 +14,7 @@ fn machine_for(source: Source) -> Machine {
     Machine::new(source, Backoff::new(BackoffPolicy::default(), 42))
 }
 
-fn list(resource: Resource) -> Command {
+fn list(resource: Api) -> Command {
     Command::List { resource }
 }
 
@@ -22,7 +22,7 @@ fn watch(rv: &str) -> Command {
     watch_of(ENDPOINTS, rv)
 }
 
-fn watch_of(resource: Resource, rv: &str) -> Command {
+fn watch_of(resource: Api, rv: &str) -> Command {
     Command::Watch {
         resource,
         resource_version: rv.into(),
