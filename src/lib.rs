@@ -111,6 +111,7 @@ pub mod guide;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use backoff::Backoff;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use picker::Picker;

@@ -21,8 +21,11 @@ use crate::{Error, ErrorKind, Status};
 /// A stream of snapshots: each new one, latest wins.
 ///
 /// Derefs to a [`crossbeam_channel::Receiver<Snapshot>`], so `recv()`, `recv_timeout(d)`,
-/// `try_recv()`, `iter()` and `crossbeam_channel::select!` all work. A subscriber that never
-/// reads holds at most one pending snapshot, the newest. The stream starts with the current
+/// `try_recv()`, `iter()` and `crossbeam_channel::select!` all work. That makes
+/// crossbeam-channel 0.5 part of this crate's public API, on purpose: a subscriber can wait on
+/// updates and its own channels in one `select!`. A crossbeam-channel release that breaks
+/// its API would be a breaking release of this crate too (see the README's Semver notes).
+/// A subscriber that never reads holds at most one pending snapshot, the newest. The stream starts with the current
 /// snapshot when the resolver has one, and ends when the resolver is dropped.
 ///
 /// Dropping an `Updates` unsubscribes it. `&Updates` is iterable: `for snapshot in &updates`

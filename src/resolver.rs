@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::backoff::BackoffPolicy;
+use crate::backoff::Backoff;
 use crate::client::{Client, Timeouts};
 use crate::lines::MAX_LINE;
 use crate::publish::{Hub, Updates};
 use crate::snapshot::{Addresses, Snapshot};
+use crate::target::DEFAULT_SCHEME;
 use crate::util::at_most_a_year;
 use crate::watcher::{Settings, Watcher};
 use crate::{Config, Error, Picker, Source, Status, Target};
@@ -58,6 +59,20 @@ use crate::{Config, Error, Picker, Source, Status, Target};
 /// assert_eq!(resolver.picker().pick(), Some(first.addresses()[0]));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Keep the resolver for as long as its addresses are wanted: dropping it stops the watcher.
+/// A resolver that is dropped at once is a warning (`#[must_use]`), as in
+/// `Resolver::spawn(target)?;`. (An explicit `let _ = Resolver::spawn(target)` drops it too,
+/// and no lint can see that; bind it to a name.)
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), kuberesolver::Error> {
+/// kuberesolver::Resolver::spawn("kubernetes:///echo.prod:grpc")?; // stopped at once
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a Resolver stops its watcher; keep it while its addresses are used"]
 pub struct Resolver {
     target: Target,
     shared: Arc<Hub>,
@@ -372,7 +387,7 @@ enum TargetSpec {
 /// ```
 /// # use kuberesolver::testkit::{FakeApiServer, Pod};
 /// use std::time::Duration;
-/// use kuberesolver::{Config, Resolver, Source};
+/// use kuberesolver::{Backoff, Config, Resolver, Source};
 ///
 /// # let server = FakeApiServer::start()?;
 /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
@@ -384,21 +399,24 @@ enum TargetSpec {
 ///     .response_timeout(Duration::from_secs(10))
 ///     .watch_timeout(Duration::from_secs(60))
 ///     .read_timeout(Duration::from_secs(90))
-///     .backoff(Duration::from_millis(500), Duration::from_millis(100), Duration::from_secs(10))
+///     .backoff(Backoff::new().floor(Duration::from_millis(100)).cap(Duration::from_secs(10)))
 ///     .max_event_size(1 << 20)
 ///     .spawn()?;
 /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "a Builder does nothing until spawn() is called"]
 pub struct Builder {
     target: TargetSpec,
-    scheme: String,
+    /// Set by [`Builder::scheme`]; `None` means `kubernetes` for a target string, and any
+    /// scheme for a parsed [`Target`].
+    scheme: Option<String>,
     config: Option<Config>,
     source: Source,
     timeouts: Timeouts,
     read_timeout_set: bool,
     watch_timeout: Duration,
-    backoff: BackoffPolicy,
+    backoff: Backoff,
     max_line: usize,
     #[cfg(feature = "testkit")]
     observer: Option<crate::publish::PublishObserver>,
@@ -425,7 +443,7 @@ impl Builder {
     fn new(target: TargetSpec) -> Builder {
         Builder {
             target,
-            scheme: "kubernetes".to_string(),
+            scheme: None,
             config: None,
             source: Source::default(),
             timeouts: Timeouts {
@@ -435,7 +453,7 @@ impl Builder {
             },
             read_timeout_set: false,
             watch_timeout: DEFAULT_WATCH_TIMEOUT,
-            backoff: BackoffPolicy::default(),
+            backoff: Backoff::default(),
             max_line: MAX_LINE,
             #[cfg(feature = "testkit")]
             observer: None,
@@ -472,20 +490,30 @@ impl Builder {
     /// The target scheme to accept instead of `kubernetes` (Go's
     /// `RegisterInClusterWithSchema`). Default: `kubernetes`.
     ///
-    /// Compared ignoring ASCII case. No effect on a builder from
-    /// [`Resolver::builder_for`], whose target is already parsed.
+    /// Compared ignoring ASCII case. A target with another scheme fails
+    /// [`spawn`](Self::spawn) with an [`InvalidTarget`](crate::ErrorKind::InvalidTarget) error;
+    /// so does a [`Target`] given to [`Resolver::builder_for`] when this is set and the
+    /// target's own scheme ([`Target::with_scheme`]) differs. Without this, a parsed target
+    /// keeps whatever scheme it has.
     ///
     /// ```
-    /// use kuberesolver::{ErrorKind, Resolver};
+    /// use kuberesolver::{Config, ErrorKind, Resolver, Target};
     ///
     /// let builder = Resolver::builder("k8s:///echo.prod:grpc").scheme("k8s");
     ///
     /// // Without it, `k8s` is not the expected scheme: an error at spawn.
     /// let err = Resolver::builder("k8s:///echo.prod:grpc").spawn().unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::InvalidTarget);
+    ///
+    /// // A parsed target must have the scheme asked for.
+    /// let target = Target::new("echo")?.with_namespace("prod")?;
+    /// let err = Resolver::builder_for(target).scheme("k8s").spawn().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidTarget);
+    /// assert_eq!(err.to_string(), r#"scheme "kubernetes" is not "k8s" in "kubernetes:///echo.prod""#);
+    /// # Ok::<(), kuberesolver::Error>(())
     /// ```
     pub fn scheme(mut self, scheme: impl Into<String>) -> Builder {
-        self.scheme = scheme.into();
+        self.scheme = Some(scheme.into());
         self
     }
 
@@ -571,35 +599,25 @@ impl Builder {
 
     /// Backoff after failures: the first delay is drawn from `[floor, initial]`, each later
     /// one from a window whose upper end is twice the previous one's, never past `cap`.
-    /// Defaults: `initial` 1 s, `floor` 500 ms, `cap` 30 s.
+    /// Default: [`Backoff::default()`] (`initial` 1 s, `floor` 500 ms, `cap` 30 s).
     ///
-    /// Delay `n` (from 0) is uniform in `[floor, min(cap, initial × 2ⁿ)]`. A server's
-    /// `Retry-After` is waited out too, up to `cap`. The count starts again once a watch is
-    /// healthy. A `cap` below `floor` is raised to `floor`, and `initial` is kept within
-    /// `[floor, cap]`.
+    /// See [`Backoff`] for the exact rule, `Retry-After`, and how the bounds are kept
+    /// consistent.
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kuberesolver::Resolver;
+    /// use kuberesolver::{Backoff, Resolver};
     ///
     /// // Retry sooner, and never wait more than 10 s.
-    /// let initial = Duration::from_millis(500);
-    /// let (floor, cap) = (Duration::from_millis(100), Duration::from_secs(10));
-    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
-    ///     .backoff(initial, floor, cap);
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc").backoff(
+    ///     Backoff::new()
+    ///         .initial(Duration::from_millis(500))
+    ///         .floor(Duration::from_millis(100))
+    ///         .cap(Duration::from_secs(10)),
+    /// );
     /// ```
-    pub fn backoff(mut self, initial: Duration, floor: Duration, cap: Duration) -> Builder {
-        let (initial, floor, cap) = (
-            at_most_a_year(initial),
-            at_most_a_year(floor),
-            at_most_a_year(cap),
-        );
-        let cap = cap.max(floor);
-        self.backoff = BackoffPolicy {
-            initial: initial.max(floor).min(cap),
-            floor,
-            cap,
-        };
+    pub fn backoff(mut self, backoff: Backoff) -> Builder {
+        self.backoff = backoff.normalized();
         self
     }
 
@@ -680,9 +698,21 @@ impl Builder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn spawn(self) -> Result<Resolver, Error> {
-        let target = match self.target {
-            TargetSpec::Text(text) => Target::parse_with_scheme(&text, &self.scheme)?,
-            TargetSpec::Parsed(target) => target,
+        let target = match (self.target, &self.scheme) {
+            (TargetSpec::Text(text), scheme) => {
+                Target::parse_with_scheme(&text, scheme.as_deref().unwrap_or(DEFAULT_SCHEME))?
+            }
+            (TargetSpec::Parsed(target), None) => target,
+            (TargetSpec::Parsed(target), Some(scheme)) => {
+                let wanted = target.clone().with_scheme(scheme)?;
+                if wanted.scheme() != target.scheme() {
+                    return Err(Error::invalid_target(
+                        &target.to_string(),
+                        format!("scheme {:?} is not {:?}", target.scheme(), wanted.scheme()),
+                    ));
+                }
+                target
+            }
         };
         let config = match self.config {
             Some(config) => config,
@@ -743,14 +773,59 @@ mod tests {
             .connect_timeout(Duration::MAX)
             .response_timeout(Duration::MAX)
             .watch_timeout(Duration::MAX)
-            .backoff(Duration::MAX, Duration::MAX, Duration::MAX);
+            .backoff(
+                Backoff::new()
+                    .initial(Duration::MAX)
+                    .floor(Duration::MAX)
+                    .cap(Duration::MAX),
+            );
         assert_eq!(builder.timeouts.connect, A_YEAR);
         assert_eq!(builder.timeouts.read, A_YEAR + Duration::from_secs(30));
         assert_eq!(builder.backoff.cap, A_YEAR);
-        let mut backoff = crate::backoff::Backoff::new(builder.backoff, 1);
+        let mut backoff = crate::backoff::Delays::new(builder.backoff, 1);
         for _ in 0..40 {
             assert!(backoff.next_delay(Some(Duration::MAX)) <= A_YEAR);
         }
+    }
+
+    #[test]
+    fn a_scheme_set_for_a_parsed_target_must_be_the_targets() {
+        // Nothing listens there; spawning does not connect.
+        let spawn = |target: Target, scheme: Option<&str>| {
+            let mut builder =
+                Resolver::builder_for(target).config(Config::new("http://127.0.0.1:9"));
+            if let Some(scheme) = scheme {
+                builder = builder.scheme(scheme);
+            }
+            builder.spawn().map(|r| r.target().to_string())
+        };
+        let echo = || Target::new("echo").expect("a valid service");
+        let k8s = || echo().with_scheme("k8s").expect("a valid scheme");
+        let err = spawn(echo(), Some("k8s")).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidTarget);
+        assert!(
+            err.to_string()
+                .contains(r#"scheme "kubernetes" is not "k8s""#),
+            "{err}"
+        );
+        assert_eq!(
+            spawn(k8s(), Some("K8S")).ok().as_deref(),
+            Some("k8s:///echo.default")
+        );
+        assert_eq!(
+            spawn(k8s(), None).ok().as_deref(),
+            Some("k8s:///echo.default")
+        );
+        assert_eq!(
+            spawn(echo(), None).ok().as_deref(),
+            Some("kubernetes:///echo.default")
+        );
+        let bad = spawn(echo(), Some("8s")).unwrap_err();
+        assert_eq!(bad.kind(), crate::ErrorKind::InvalidTarget);
+        assert!(
+            bad.to_string().contains("does not start with a letter"),
+            "{bad}"
+        );
     }
 
     #[test]

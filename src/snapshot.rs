@@ -12,7 +12,8 @@ use std::time::SystemTime;
 /// snapshot `ready` is always `true` and `terminating` always `false`: a pod that starts
 /// shutting down leaves the snapshot at once. `serving` is `true` unless the API says
 /// otherwise (EndpointSlices only; core/v1 Endpoints cannot say). `null` conditions mean the
-/// [`Default`]: ready, serving, not terminating.
+/// [`Default`]: ready, serving, not terminating. The API may add conditions, and so may this
+/// type (`#[non_exhaustive]`): read its fields, compare it with `Conditions::default()`.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -34,6 +35,7 @@ use std::time::SystemTime;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct Conditions {
     /// The pod passes its readiness probe and is not terminating.
     pub ready: bool,
@@ -450,7 +452,8 @@ impl fmt::Debug for Snapshot {
 
 /// The difference between two snapshots, from [`Snapshot::diff`].
 ///
-/// Both lists are sorted by address. The default is the empty difference.
+/// Both lists are sorted by address. The default is the empty difference. It may gain fields
+/// (`#[non_exhaustive]`), so it is made only by [`Snapshot::diff`] and `Diff::default()`.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -474,6 +477,7 @@ impl fmt::Debug for Snapshot {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Diff {
     /// Endpoints in the new snapshot and not in the old one.
     pub added: Vec<Endpoint>,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::Error;
 
 /// The scheme of a target when none is chosen, as in Go's kuberesolver.
-const DEFAULT_SCHEME: &str = "kubernetes";
+pub(crate) const DEFAULT_SCHEME: &str = "kubernetes";
 
 /// The longest Kubernetes name label (RFC 1123 label), in characters.
 const MAX_LABEL_LEN: usize = 63;

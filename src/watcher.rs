@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 
-use crate::backoff::{Backoff, BackoffPolicy};
+use crate::backoff::{Backoff, Delays};
 use crate::client::Client;
 use crate::decode::{decode_event, not_an_event, WatchEvent};
 use crate::lines::{Line, LineSplitter};
@@ -34,7 +34,7 @@ pub(crate) struct Settings {
     pub service: String,
     pub port: Option<Port>,
     pub source: Source,
-    pub backoff: BackoffPolicy,
+    pub backoff: Backoff,
     /// The server ends each watch after a random time in `[watch_timeout × 3/4, watch_timeout]`.
     pub watch_timeout: Duration,
     pub max_line: usize,
@@ -73,7 +73,7 @@ impl Watcher {
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
         let mut rng = Rng::new(Rng::entropy());
-        let backoff = Backoff::new(settings.backoff, rng.next_u64());
+        let backoff = Delays::new(settings.backoff, rng.next_u64());
         Watcher {
             machine: Machine::new(settings.source, backoff),
             settings,

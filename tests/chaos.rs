@@ -51,7 +51,7 @@ use kuberesolver::testkit::{
     ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity, Verb,
     TEST_CA_PEM,
 };
-use kuberesolver::{Conditions, Config, Resolver, Snapshot, Source, Status};
+use kuberesolver::{Backoff, Conditions, Config, Resolver, Snapshot, Source, Status};
 
 /// The schedule when `KUBERESOLVER_SOAK_SEED` is not set.
 const DEFAULT_SEED: u64 = 20_251_125;
@@ -1291,9 +1291,10 @@ impl<W: World> Soak<W> {
             // Short waits, so that a fault costs little time and many fit in a run. (The
             // policy's own behaviour is the unit tests' and the fault table's business.)
             .backoff(
-                Duration::from_millis(30),
-                Duration::from_millis(10),
-                Duration::from_millis(200),
+                Backoff::new()
+                    .initial(Duration::from_millis(30))
+                    .floor(Duration::from_millis(10))
+                    .cap(Duration::from_millis(200)),
             )
             // Ten bookmarks' time (they come every 50 ms).
             .read_timeout(Duration::from_millis(500))

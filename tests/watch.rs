@@ -247,7 +247,7 @@ fn a_state_that_cannot_be_resolved_is_unhealthy_and_stale_until_it_resolves_agai
 #[test]
 fn watches_send_watch_true_as_kubectl_and_client_go_do() {
     let server = cluster();
-    watching(&server);
+    let _resolver = watching(&server);
     let watch = &watches(&server)[0];
     assert_eq!(watch.param("watch"), Some("true"), "{watch:?}");
 }

@@ -11,8 +11,8 @@
 //! ```
 //!
 //! The watcher thread performs each [`Command`], reports what happened as an [`Outcome`], and
-//! [`Machine::step`] says what to do next. Backoff delays come from the [`Backoff`] policy
-//! object; the machine decides when to use it and when to reset it.
+//! [`Machine::step`] says what to do next. Backoff delays come from the [`Delays`] of the
+//! [`Backoff`](crate::Backoff) policy; the machine decides when to use it and when to reset it.
 //!
 //! The machine also keeps the books the loop needs: the resourceVersion a watch has reached
 //! (the thread reports each event's with [`Machine::advance`], and the next watch resumes
@@ -31,7 +31,7 @@
 
 use std::time::Duration;
 
-use crate::backoff::Backoff;
+use crate::backoff::Delays;
 use crate::source::Api;
 use crate::Source;
 
@@ -158,7 +158,7 @@ pub(crate) struct Machine {
     slices_refused: Option<u16>,
     /// Healthy watch time on the Endpoints fallback since slices were last tried.
     since_probe: Duration,
-    backoff: Backoff,
+    backoff: Delays,
     expired_in_a_row: u32,
     internal_errors_in_a_row: u32,
     /// Lists commanded so far.
@@ -169,7 +169,7 @@ pub(crate) struct Machine {
 }
 
 impl Machine {
-    pub(crate) fn new(source: Source, backoff: Backoff) -> Machine {
+    pub(crate) fn new(source: Source, backoff: Delays) -> Machine {
         let mut machine = Machine {
             phase: Phase::Empty,
             source,

@@ -1,7 +1,7 @@
 //! The machine stepped through its transitions, without a network or a clock.
 
 use super::*;
-use crate::backoff::BackoffPolicy;
+use crate::backoff::Backoff;
 
 const SLICES: Api = Api::EndpointSlices;
 const ENDPOINTS: Api = Api::Endpoints;
@@ -11,7 +11,7 @@ fn machine() -> Machine {
 }
 
 fn machine_for(source: Source) -> Machine {
-    Machine::new(source, Backoff::new(BackoffPolicy::default(), 42))
+    Machine::new(source, Delays::new(Backoff::default(), 42))
 }
 
 fn list(resource: Api) -> Command {

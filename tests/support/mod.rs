@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{FakeApiServer, Fault, Pod};
-use kuberesolver::{Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
+use kuberesolver::{Backoff, Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
 
 /// How long any wait may take before the test fails: generous, so slow CI never flakes.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -35,9 +35,10 @@ pub fn addrs(port: u16, last_octets: impl IntoIterator<Item = u8>) -> Vec<Socket
 /// Retries after 50–100 ms, at most 400 ms apart: tests converge fast after a fault.
 pub fn with_fast_retries(builder: Builder) -> Builder {
     builder.backoff(
-        Duration::from_millis(100),
-        Duration::from_millis(50),
-        Duration::from_millis(400),
+        Backoff::new()
+            .initial(Duration::from_millis(100))
+            .floor(Duration::from_millis(50))
+            .cap(Duration::from_millis(400)),
     )
 }
 
