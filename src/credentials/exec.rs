@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::Secret;
+use super::secret::Secret;
 use crate::util::printable;
 use crate::Error;
 

@@ -13,7 +13,7 @@ use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
 };
 
-use super::TokenSource;
+use super::token::TokenSource;
 
 /// What the `Authorization` header says until the transport replaces it.
 pub(crate) const PLACEHOLDER: &str = "kuberesolver-token-placeholder-f8d2c61a";

@@ -1,4 +1,5 @@
-//! [`Builder`]: every option of a resolver, checked and started by [`Builder::spawn`].
+//! How a [`Resolver`] is made: [`Resolver::spawn`], [`Resolver::builder`] and the [`Builder`]
+//! they lead to, with every option, checked and started by [`Builder::spawn`].
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -17,8 +18,81 @@ use crate::util::at_most_a_year;
 use crate::watcher::{Settings, Watcher};
 use crate::{Config, Error, Source, Target};
 
+impl Resolver {
+    /// Parse `target`, infer the configuration ([`Config::infer`](crate::Config::infer)) and start watching.
+    ///
+    /// Fails only on configuration problems (a bad target, not in a cluster, unreadable
+    /// files); network trouble shows in [`status`](Self::status) and
+    /// [`wait_ready`](Self::wait_ready). The same as `Resolver::builder(target).spawn()`, with
+    /// every option at its default (see [`Builder`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kuberesolver::Resolver;
+    ///
+    /// let resolver = Resolver::spawn("kubernetes:///echo.prod:grpc")?;
+    /// resolver.wait_ready(Duration::from_secs(5))?;
+    /// # Ok::<(), kuberesolver::Error>(())
+    /// ```
+    ///
+    /// A bad target fails at once, before anything else is looked at:
+    ///
+    /// ```
+    /// use kuberesolver::{ErrorKind, Resolver};
+    ///
+    /// let err = Resolver::spawn("kubernetes:///echo.prod:70000").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidTarget);
+    /// ```
+    pub fn spawn(target: &str) -> Result<Resolver, Error> {
+        Resolver::builder(target).spawn()
+    }
+
+    /// A [`Builder`] for `target`, to set the configuration, source and timeouts.
+    ///
+    /// The target is parsed at [`spawn`](Builder::spawn), with the scheme of
+    /// [`Builder::scheme`]; see [`Target`] for the forms it takes.
+    ///
+    /// ```
+    /// use kuberesolver::{Config, Resolver, Source};
+    ///
+    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new("http://127.0.0.1:8001"))
+    ///     .source(Source::Endpoints);
+    /// ```
+    pub fn builder(target: impl Into<String>) -> Builder {
+        Builder::new(TargetSpec::Text(target.into()))
+    }
+
+    /// A [`Builder`] for a [`Target`] built in code.
+    ///
+    /// [`Builder::scheme`] does not apply: the target is already parsed.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// use kuberesolver::{Port, Target};
+    ///
+    /// let target = Target::new("echo")?
+    ///     .with_namespace("prod")?
+    ///     .with_port(Port::Name("grpc".to_string()))?;
+    /// let resolver = Resolver::builder_for(target)
+    ///     .config(Config::new(server.url()))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder_for(target: Target) -> Builder {
+        Builder::new(TargetSpec::Parsed(target))
+    }
+}
+
 /// The target as given: a string parsed at spawn, or a [`Target`] built in code.
-pub(super) enum TargetSpec {
+enum TargetSpec {
     Text(String),
     Parsed(Target),
 }
@@ -81,7 +155,7 @@ impl fmt::Debug for Builder {
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(240);
 
 impl Builder {
-    pub(super) fn new(target: TargetSpec) -> Builder {
+    fn new(target: TargetSpec) -> Builder {
         Builder {
             target,
             scheme: None,

@@ -1,5 +1,6 @@
-//! The public handle: [`Resolver`] owns the watcher thread; [`Builder`] (in `builder.rs`)
-//! configures and starts it.
+//! The public handle: [`Resolver`] owns the watcher thread and hands out its readers.
+//! `builder.rs` adds the ways to make one (`Resolver::spawn`, `Resolver::builder`) and the
+//! [`Builder`] they return, so that this file and that one do not name each other.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,6 @@ use crate::{Error, Picker, Status, Target};
 mod builder;
 
 pub use builder::Builder;
-use builder::TargetSpec;
 
 /// Resolves one Kubernetes Service to the ready addresses of its pods, and keeps them current.
 ///
@@ -83,77 +83,6 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// Parse `target`, infer the configuration ([`Config::infer`](crate::Config::infer)) and start watching.
-    ///
-    /// Fails only on configuration problems (a bad target, not in a cluster, unreadable
-    /// files); network trouble shows in [`status`](Self::status) and
-    /// [`wait_ready`](Self::wait_ready). The same as `Resolver::builder(target).spawn()`, with
-    /// every option at its default (see [`Builder`]).
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// use kuberesolver::Resolver;
-    ///
-    /// let resolver = Resolver::spawn("kubernetes:///echo.prod:grpc")?;
-    /// resolver.wait_ready(Duration::from_secs(5))?;
-    /// # Ok::<(), kuberesolver::Error>(())
-    /// ```
-    ///
-    /// A bad target fails at once, before anything else is looked at:
-    ///
-    /// ```
-    /// use kuberesolver::{ErrorKind, Resolver};
-    ///
-    /// let err = Resolver::spawn("kubernetes:///echo.prod:70000").unwrap_err();
-    /// assert_eq!(err.kind(), ErrorKind::InvalidTarget);
-    /// ```
-    pub fn spawn(target: &str) -> Result<Resolver, Error> {
-        Resolver::builder(target).spawn()
-    }
-
-    /// A [`Builder`] for `target`, to set the configuration, source and timeouts.
-    ///
-    /// The target is parsed at [`spawn`](Builder::spawn), with the scheme of
-    /// [`Builder::scheme`]; see [`Target`] for the forms it takes.
-    ///
-    /// ```
-    /// use kuberesolver::{Config, Resolver, Source};
-    ///
-    /// let builder = Resolver::builder("kubernetes:///echo.prod:grpc")
-    ///     .config(Config::new("http://127.0.0.1:8001"))
-    ///     .source(Source::Endpoints);
-    /// ```
-    pub fn builder(target: impl Into<String>) -> Builder {
-        Builder::new(TargetSpec::Text(target.into()))
-    }
-
-    /// A [`Builder`] for a [`Target`] built in code.
-    ///
-    /// [`Builder::scheme`] does not apply: the target is already parsed.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// use kuberesolver::{Port, Target};
-    ///
-    /// let target = Target::new("echo")?
-    ///     .with_namespace("prod")?
-    ///     .with_port(Port::Name("grpc".to_string()))?;
-    /// let resolver = Resolver::builder_for(target)
-    ///     .config(Config::new(server.url()))
-    ///     .source(Source::Endpoints)
-    ///     .spawn()?;
-    /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn builder_for(target: Target) -> Builder {
-        Builder::new(TargetSpec::Parsed(target))
-    }
-
     /// Wait until the first resolution and return it, or fail after `timeout` with an
     /// [`ErrorKind::NotReady`](crate::ErrorKind::NotReady) error whose
     /// [`cause`](Error::cause) is the last failure (a 403 with the RBAC rule to add, a
