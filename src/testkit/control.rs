@@ -13,9 +13,8 @@ use super::shared::TARGET;
 use super::store::{self, FailRule};
 use super::types::{ChunkMode, Resource, Verb};
 
+/// Objects.
 impl FakeApiServer {
-    // ----- objects -----
-
     /// Creates or replaces an object; returns its new resourceVersion.
     ///
     /// `object` is stored as given (any JSON object: raw `subsets` work too), with
@@ -32,9 +31,7 @@ impl FakeApiServer {
     /// let rv = server.apply(Resource::Endpoints, "prod", "echo", json!({
     ///     "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 8080}]}],
     /// }));
-    /// assert_eq!(rv, server.resource_version());
     /// let stored = server.get(Resource::Endpoints, "prod", "echo").expect("stored");
-    /// assert_eq!(stored["kind"], "Endpoints");
     /// assert_eq!(stored["metadata"]["resourceVersion"], rv.as_str());
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -51,14 +48,12 @@ impl FakeApiServer {
     /// exist. Open watches see `DELETED` with its last state.
     ///
     /// ```
-    /// use kuberesolver::testkit::{FakeApiServer, Pod, Resource};
+    /// # use kuberesolver::testkit::doc_support::echo_server;
+    /// use kuberesolver::testkit::Resource;
     ///
-    /// let server = FakeApiServer::start()?;
-    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let server = echo_server()?;
     /// assert!(server.delete(Resource::Endpoints, "prod", "echo").is_some());
     /// assert_eq!(server.delete(Resource::Endpoints, "prod", "echo"), None);
-    /// assert!(server.get(Resource::Endpoints, "prod", "echo").is_none());
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> Option<String> {
@@ -70,14 +65,12 @@ impl FakeApiServer {
     /// An object as a GET would return it (with `kind` and `apiVersion`).
     ///
     /// ```
-    /// use kuberesolver::testkit::{FakeApiServer, Pod, Resource};
+    /// # use kuberesolver::testkit::doc_support::echo_server;
+    /// use kuberesolver::testkit::Resource;
     ///
-    /// let server = FakeApiServer::start()?;
-    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let server = echo_server()?;
     /// let object = server.get(Resource::Endpoints, "prod", "echo").expect("stored");
-    /// assert_eq!(object["apiVersion"], "v1");
-    /// assert_eq!(object["subsets"][0]["addresses"][0]["targetRef"]["name"], "echo-1");
+    /// assert_eq!((&object["kind"], &object["apiVersion"]), (&"Endpoints".into(), &"v1".into()));
     /// assert_eq!(server.get(Resource::Endpoints, "prod", "other"), None);
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -96,8 +89,7 @@ impl FakeApiServer {
     ///
     /// let server = FakeApiServer::start()?;
     /// let before = server.resource_version();
-    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// let rv = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let rv = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[]);
     /// assert_eq!(server.resource_version(), rv);
     /// assert_ne!(rv, before); // every change moves it
     /// # Ok::<(), std::io::Error>(())
@@ -114,16 +106,14 @@ impl FakeApiServer {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
+    /// # use kuberesolver::testkit::doc_support::echo_resolver;
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    ///
+    /// let server = FakeApiServer::start()?;
     /// let starting = Pod::new("echo-2", [10, 0, 0, 2]).ready(false);
     /// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), starting];
     /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # let resolver = echo_resolver(&server)?;
     /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1); // echo-1 only
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -149,9 +139,10 @@ impl FakeApiServer {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
     /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    ///
+    /// let server = FakeApiServer::start()?;
     /// let ports = [("grpc", Some(8080))];
     /// let (a, b) = (Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2]));
     /// server.set_endpoint_slice("prod", "echo-a", "echo", "IPv4", &ports, &[a]);
@@ -184,22 +175,15 @@ impl FakeApiServer {
     /// from an older resourceVersion gets the 410 `Expired` ERROR event in a 200 stream.
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
     /// let old = server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[]);
     /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
     /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
     /// server.compact();
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // `get` sends a GET and returns the raw response.
     /// let path = format!("/api/v1/namespaces/prod/endpoints?watch=true&resourceVersion={old}");
     /// let response = get(&server, &path)?;
     /// assert!(response.starts_with("HTTP/1.1 200 OK"));
@@ -210,24 +194,23 @@ impl FakeApiServer {
         let mut st = self.core.lock();
         st.horizon = st.rv;
     }
+}
 
-    // ----- behaviour -----
-
+/// Behaviour: tokens, RBAC, missing APIs, chunking, faults and failures.
+impl FakeApiServer {
     /// Sets (or removes) the required bearer token. The previous one is refused from now
     /// on; open watches carry on (end them with [`inject`](Self::inject) if needed).
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// use kuberesolver::Config;
+    ///
     /// let server = FakeApiServer::builder().token(Some("old".to_owned())).start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # add_echo(&server);
     /// server.set_token(Some("rotated".to_owned())); // "old" gets 401 from now on
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()).token("rotated"))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # let resolver = resolver(Config::new(server.url()).token("rotated"))?;
     /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -238,11 +221,19 @@ impl FakeApiServer {
     /// Changes the chunking of every watch, open ones included, from the next event on.
     ///
     /// ```
-    /// use kuberesolver::testkit::{ChunkMode, FakeApiServer};
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
+    /// use kuberesolver::testkit::{ChunkMode, Pod};
     ///
-    /// let server = FakeApiServer::start()?;
-    /// server.set_chunk_mode(ChunkMode::Split(3));
-    /// # Ok::<(), std::io::Error>(())
+    /// # let server = echo_server()?;
+    /// # let resolver = echo_resolver(&server)?;
+    /// let updates = resolver.updates();
+    /// assert_eq!(updates.recv_timeout(Duration::from_secs(5))?.len(), 1);
+    /// server.set_chunk_mode(ChunkMode::Coalesce); // several events per chunk from now on
+    /// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+    /// assert_eq!(updates.recv_timeout(Duration::from_secs(5))?.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_chunk_mode(&self, mode: ChunkMode) {
         self.core.lock().chunk_mode = mode;
@@ -255,19 +246,12 @@ impl FakeApiServer {
     /// "" in the namespace "prod"`.
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::{FakeApiServer, Resource};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
     /// server.forbid(Resource::Endpoints, true);
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // `get` sends a GET and returns the raw response.
     /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 403"));
     /// server.forbid(Resource::Endpoints, false);
     /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 200"));
@@ -286,19 +270,12 @@ impl FakeApiServer {
     /// in plain text, as for a group the server does not serve.
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::{FakeApiServer, Resource};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
     /// server.disable(Resource::EndpointSlices, true); // a cluster older than EndpointSlices
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // `get` sends a GET and returns the raw response.
     /// let response = get(&server, "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices")?;
     /// assert!(response.starts_with("HTTP/1.1 404"));
     /// assert!(response.ends_with("404 page not found\n"));
@@ -317,18 +294,12 @@ impl FakeApiServer {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
     /// use kuberesolver::testkit::Fault;
     ///
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let server = echo_server()?;
     /// assert_eq!(server.inject(Fault::Reset), 0); // no watch is open yet
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # let resolver = echo_resolver(&server)?;
     /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
     /// assert_eq!(server.inject(Fault::Expired), 1); // the resolver lists again
     /// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
@@ -352,24 +323,18 @@ impl FakeApiServer {
     /// and initial events. Queued: calling it twice affects the next two watches.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// use kuberesolver::testkit::Fault;
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use kuberesolver::testkit::{FakeApiServer, Fault};
     ///
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// server.inject_next_watch(Fault::Expired); // the resolver's first watch
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
-    /// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
-    ///     requests.iter().filter(|r| r.is_list()).count() == 2
-    /// });
-    /// assert!(relisted);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// let server = FakeApiServer::start()?;
+    /// server.inject_next_watch(Fault::EndCleanly);
+    /// server.inject_next_watch(Fault::Expired);
+    /// // `get` sends a GET and returns the raw response: here, once each watch ended.
+    /// get(&server, "/api/v1/namespaces/prod/endpoints?watch=true")?;
+    /// get(&server, "/api/v1/namespaces/prod/endpoints?watch=true")?;
+    /// let faults: Vec<Vec<Fault>> = server.requests().into_iter().map(|r| r.faults).collect();
+    /// assert_eq!(faults, [[Fault::EndCleanly], [Fault::Expired]]);
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn inject_next_watch(&self, fault: Fault) {
         self.core.lock().next_watch_faults.push_back(fault);
@@ -379,19 +344,12 @@ impl FakeApiServer {
     /// `failure` instead.
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::{Failure, FakeApiServer};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
     /// server.fail_next(1, Failure::Unavailable);
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // `get` sends a GET and returns the raw response.
     /// let first = get(&server, "/api/v1/namespaces/prod/endpoints")?;
     /// assert!(first.starts_with("HTTP/1.1 503") && first.contains("Retry-After: 1"));
     /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 200"));
@@ -405,21 +363,12 @@ impl FakeApiServer {
     /// up; the first one that matches a request applies.
     ///
     /// ```
-    /// use kuberesolver::testkit::{Failure, FakeApiServer, Pod, Verb};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
+    /// # use kuberesolver::testkit::doc_support::{echo_server, get};
+    /// use kuberesolver::testkit::{Failure, Verb};
     ///
-    /// let server = FakeApiServer::start()?;
-    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let server = echo_server()?;
     /// server.fail_next_for(Verb::List, 1, Failure::InternalError);
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // `get` sends a GET and returns the raw response.
     /// let one = get(&server, "/api/v1/namespaces/prod/endpoints/echo")?; // a GET, not a list
     /// assert!(one.starts_with("HTTP/1.1 200"));
     /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 500"));
@@ -440,20 +389,13 @@ impl FakeApiServer {
     /// [`inject_next_watch`](Self::inject_next_watch) faults.
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::{Failure, FakeApiServer};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
     /// server.fail_next(5, Failure::InternalError);
     /// server.clear_failures();
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// // `get` sends a GET and returns the raw response.
     /// assert!(get(&server, "/api/v1/namespaces/prod/endpoints")?.starts_with("HTTP/1.1 200"));
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -462,24 +404,19 @@ impl FakeApiServer {
         st.failures.clear();
         st.next_watch_faults.clear();
     }
+}
 
-    // ----- observation -----
-
+/// Observation: watches, requests and connections.
+impl FakeApiServer {
     /// How many watches are streaming now (stalled ones included).
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
+    /// # let server = echo_server()?;
+    /// # let resolver = echo_resolver(&server)?;
     /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
-    /// assert_eq!(server.open_watches(), 1);
+    /// assert_eq!(server.open_watches(), 1); // the resolver's
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_watches(&self) -> usize {
@@ -490,15 +427,9 @@ impl FakeApiServer {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
+    /// # let server = echo_server()?;
+    /// # let resolver = echo_resolver(&server)?;
     /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
     /// drop(resolver); // closes its watch
     /// assert!(server.wait_for_watches(0, Duration::from_secs(5)));
@@ -512,21 +443,16 @@ impl FakeApiServer {
     /// [`clear_requests`](Self::clear_requests)), in order.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
-    /// resolver.wait_ready(Duration::from_secs(5))?;
-    /// let first = &server.requests()[0];
-    /// assert!(first.is_list());
-    /// assert_eq!(first.path, "/api/v1/namespaces/prod/endpoints");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// // `get` sends a GET and returns the raw response.
+    /// get(&server, "/api/v1/namespaces/prod/endpoints")?;
+    /// get(&server, "/api/v1/namespaces/dev/endpoints")?;
+    /// let namespaces: Vec<_> = server.requests().into_iter().map(|r| r.namespace).collect();
+    /// assert_eq!(namespaces, [Some("prod".to_owned()), Some("dev".to_owned())]);
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.core.lock().requests.clone()
@@ -535,19 +461,12 @@ impl FakeApiServer {
     /// Forgets the recorded requests.
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::FakeApiServer;
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
+    /// // `get` sends a GET and returns the raw response.
     /// get(&server, "/api/v1/namespaces/prod/endpoints")?;
-    /// assert_eq!(server.requests().len(), 1);
     /// server.clear_requests();
     /// assert!(server.requests().is_empty());
     /// # Ok::<(), std::io::Error>(())
@@ -561,15 +480,9 @@ impl FakeApiServer {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
+    /// # let server = echo_server()?;
+    /// # let resolver = echo_resolver(&server)?;
     /// let watching = server.wait_for_requests(Duration::from_secs(5), |requests| {
     ///     requests.iter().any(|r| r.is_watch() && r.status == 200)
     /// });
@@ -587,21 +500,13 @@ impl FakeApiServer {
     /// How many TCP connections have been accepted so far (to check connection reuse).
     ///
     /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
     /// use kuberesolver::testkit::FakeApiServer;
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
     ///
     /// let server = FakeApiServer::start()?;
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
-    /// for _ in 0..2 {
-    ///     get(&server, "/api/v1/namespaces/prod/endpoints")?; // `Connection: close` each time
-    /// }
+    /// // `get` sends a GET with `Connection: close` and returns the raw response.
+    /// get(&server, "/api/v1/namespaces/prod/endpoints")?;
+    /// get(&server, "/api/v1/namespaces/prod/endpoints")?;
     /// assert_eq!(server.connections_accepted(), 2);
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -613,15 +518,9 @@ impl FakeApiServer {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
+    /// # let server = echo_server()?;
+    /// # let resolver = echo_resolver(&server)?;
     /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
     /// assert!(server.open_connections() >= 1); // the watch's, at least
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -1,29 +1,21 @@
-//! What a test does to the wire: [`Fault`]s on open watches, [`Failure`]s instead of answers.
+//! What a test does to the wire: [`Fault`]s on open watches, [`Failure`]s instead of
+//! answers.
 
-/// Something that happens to an open watch ([`FakeApiServer::inject`](super::FakeApiServer::inject),
+/// Something that happens to an open watch
+/// ([`FakeApiServer::inject`](super::FakeApiServer::inject),
 /// [`FakeApiServer::inject_next_watch`](super::FakeApiServer::inject_next_watch)).
 ///
 /// ```
-/// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// use kuberesolver::testkit::Fault;
+/// # use kuberesolver::testkit::doc_support::get;
+/// use kuberesolver::testkit::{FakeApiServer, Fault};
 ///
-/// # let server = FakeApiServer::start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-/// #     .config(Config::new(server.url()))
-/// #     .source(Source::Endpoints)
-/// #     .spawn()?;
-/// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
-/// // A 410 on the open watch: the resolver lists again at once.
-/// assert_eq!(server.inject(Fault::Expired), 1);
-/// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
-///     requests.iter().filter(|r| r.is_list()).count() == 2
-/// });
-/// assert!(relisted);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let server = FakeApiServer::start()?;
+/// server.inject_next_watch(Fault::Expired);
+/// // `get` sends a GET and returns the raw response: the watch ends after the ERROR event.
+/// let response = get(&server, "/api/v1/namespaces/prod/endpoints?watch=true")?;
+/// assert!(response.contains(r#"{"type":"ERROR","object":{"kind":"Status""#));
+/// assert!(response.contains(r#""reason":"Expired""#) && response.contains(r#""code":410"#));
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -50,31 +42,25 @@ pub enum Fault {
     Expired,
 }
 
-/// How a request is answered instead of normally ([`FakeApiServer::fail_next`](super::FakeApiServer::fail_next),
+/// How a request is answered instead of normally
+/// ([`FakeApiServer::fail_next`](super::FakeApiServer::fail_next),
 /// [`FakeApiServer::fail_next_for`](super::FakeApiServer::fail_next_for)).
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
+/// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
 /// use kuberesolver::testkit::{Failure, Verb};
 ///
-/// # let server = FakeApiServer::start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # let server = echo_server()?;
 /// // The first watch is refused with 410: the resolver lists again at once.
 /// let expired = Failure::status(410, "Expired", "too old resource version");
 /// server.fail_next_for(Verb::Watch, 1, expired);
-/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-/// #     .config(Config::new(server.url()))
-/// #     .source(Source::Endpoints)
-/// #     .spawn()?;
+/// # let resolver = echo_resolver(&server)?;
 /// let relisted = server.wait_for_requests(Duration::from_secs(5), |requests| {
 ///     requests.iter().filter(|r| r.is_list()).count() == 2
 /// });
 /// assert!(relisted);
-/// let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
-/// assert_eq!(statuses[..2], [200, 410]);
+/// assert_eq!(server.requests()[1].status, 410);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -91,6 +91,8 @@
 //! ```
 
 mod control;
+#[doc(hidden)]
+pub mod doc_support;
 mod faults;
 mod handle;
 mod http;
@@ -107,7 +109,7 @@ mod watch;
 mod tests;
 
 pub use faults::{Failure, Fault};
-pub use handle::{Builder, FakeApiServer};
+pub use handle::{FakeApiServer, FakeApiServerBuilder};
 pub use objects::{endpoint_slice_object, endpoints_object, Pod};
 pub use record::RequestRecord;
 pub use tls::{

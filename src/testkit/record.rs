@@ -6,30 +6,26 @@ use std::time::Instant;
 use super::faults::{Failure, Fault};
 use super::types::{Resource, Verb};
 
-/// One request the server received ([`FakeApiServer::requests`](super::FakeApiServer::requests)).
+/// One request the server received
+/// ([`FakeApiServer::requests`](super::FakeApiServer::requests)).
 ///
 /// `Debug` does not print the bearer token; [`bearer_token`](RequestRecord::bearer_token)
 /// gives it for assertions.
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
+/// # use kuberesolver::testkit::doc_support::{echo_resolver, echo_server};
 /// use kuberesolver::testkit::Resource;
 ///
-/// # let server = FakeApiServer::start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-/// #     .config(Config::new(server.url()))
-/// #     .source(Source::Endpoints)
-/// #     .spawn()?;
+/// # let server = echo_server()?;
+/// # let resolver = echo_resolver(&server)?;
 /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
 /// let requests = server.requests();
 /// let (list, watch) = (&requests[0], &requests[1]);
 /// assert_eq!(list.method, "GET");
 /// assert_eq!(list.path, "/api/v1/namespaces/prod/endpoints");
 /// assert_eq!(list.query[0], ("fieldSelector".to_string(), "metadata.name=echo".to_string()));
+/// assert_eq!(list.param("limit"), None); // the resolver lists in one page
 /// assert_eq!(list.resource, Some(Resource::Endpoints));
 /// assert_eq!(list.namespace.as_deref(), Some("prod"));
 /// assert_eq!((list.status, watch.status), (200, 200));
@@ -67,14 +63,15 @@ pub struct RequestRecord {
     pub host: Option<String>,
     /// Which connection carried it (requests on a kept-alive connection share the id).
     pub connection: u64,
-    /// The injected [`Failure`] that answered it instead ([`FakeApiServer::fail_next`](super::FakeApiServer::fail_next)).
+    /// The injected [`Failure`] that answered it instead
+    /// ([`FakeApiServer::fail_next`](super::FakeApiServer::fail_next)).
     pub failure: Option<Failure>,
     /// The [`Fault`]s this watch carried out on the wire, in order: a fault counts here
     /// once it took effect (an injected one that the watch ended before has not).
     pub faults: Vec<Fault>,
     /// A watch from a resourceVersion older than the last
-    /// [`compact`](super::FakeApiServer::compact): answered with the 410 `Expired` ERROR event in
-    /// a 200 stream.
+    /// [`compact`](super::FakeApiServer::compact): answered with the 410 `Expired` ERROR
+    /// event in a 200 stream.
     pub expired: bool,
     pub(super) token: Option<String>,
 }
@@ -83,23 +80,16 @@ impl RequestRecord {
     /// The first query parameter of that name (decoded).
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
-    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
-    /// let watch = &server.requests()[1];
-    /// assert_eq!(watch.param("watch"), Some("true")); // as kubectl and client-go send it
-    /// assert_eq!(watch.param("allowWatchBookmarks"), Some("true"));
-    /// assert!(watch.param("resourceVersion").is_some());
-    /// assert_eq!(watch.param("limit"), None);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// // `get` sends a GET and returns the raw response.
+    /// get(&server, "/api/v1/namespaces/prod/endpoints?fieldSelector=metadata.name%3Decho")?;
+    /// let list = &server.requests()[0];
+    /// assert_eq!(list.param("fieldSelector"), Some("metadata.name=echo"));
+    /// assert_eq!(list.param("watch"), None);
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
@@ -111,19 +101,15 @@ impl RequestRecord {
     /// Whether it was a watch.
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
-    /// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
-    /// assert!(server.requests()[1].is_watch());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use std::time::Duration;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::builder().max_watch_timeout(Duration::from_millis(10)).start()?;
+    /// // `get` sends a GET and returns the raw response: here, once the watch ended.
+    /// get(&server, "/api/v1/namespaces/prod/endpoints?watch=true")?;
+    /// assert!(server.requests()[0].is_watch());
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_watch(&self) -> bool {
         self.verb == Some(Verb::Watch)
@@ -132,19 +118,14 @@ impl RequestRecord {
     /// Whether it was a list (a collection GET without `watch`).
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
-    /// resolver.wait_ready(Duration::from_secs(5))?;
-    /// assert!(server.requests()[0].is_list()); // a resolver starts with a list
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// // `get` sends a GET and returns the raw response.
+    /// get(&server, "/api/v1/namespaces/prod/endpoints")?;
+    /// assert!(server.requests()[0].is_list());
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_list(&self) -> bool {
         self.verb == Some(Verb::List)
@@ -153,23 +134,13 @@ impl RequestRecord {
     /// Whether it was a GET of one object.
     ///
     /// ```
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use std::io::{Read, Write};
-    /// # fn get(server: &FakeApiServer, path: &str) -> std::io::Result<String> {
-    /// #     let mut conn = std::net::TcpStream::connect(server.addr())?;
-    /// #     write!(conn, "GET {path} HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")?;
-    /// #     let mut response = String::new();
-    /// #     conn.read_to_string(&mut response)?;
-    /// #     Ok(response)
-    /// # }
-    /// # let server = FakeApiServer::start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// // `get` sends a GET over a plain TcpStream and returns the raw response.
+    /// # use kuberesolver::testkit::doc_support::{echo_server, get};
+    /// # let server = echo_server()?;
+    /// // `get` sends a GET and returns the raw response.
     /// let response = get(&server, "/api/v1/namespaces/prod/endpoints/echo")?;
     /// assert!(response.starts_with("HTTP/1.1 200 OK"));
     /// assert!(server.requests()[0].is_get());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_get(&self) -> bool {
         self.verb == Some(Verb::Get)
@@ -179,15 +150,13 @@ impl RequestRecord {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+    /// use kuberesolver::testkit::FakeApiServer;
+    /// use kuberesolver::Config;
+    ///
     /// let server = FakeApiServer::builder().token(Some("s3cret".to_owned())).start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    /// #     .config(Config::new(server.url()).token("s3cret"))
-    /// #     .source(Source::Endpoints)
-    /// #     .spawn()?;
+    /// # add_echo(&server);
+    /// # let resolver = resolver(Config::new(server.url()).token("s3cret"))?;
     /// resolver.wait_ready(Duration::from_secs(5))?;
     /// let list = &server.requests()[0];
     /// assert_eq!(list.bearer_token(), Some("s3cret"));

@@ -17,17 +17,14 @@ use rustls::{RootCertStore, ServerConfig};
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+/// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+/// use kuberesolver::testkit::{FakeApiServer, TlsIdentity, TEST_CA_PEM};
+/// use kuberesolver::Config;
 ///
 /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-///     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
-///     .source(Source::Endpoints)
-///     .spawn()?;
+/// # add_echo(&server);
+/// let config = Config::new(server.url()).ca_pem(TEST_CA_PEM);
+/// # let resolver = resolver(config)?;
 /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -38,19 +35,15 @@ pub const TEST_CA_PEM: &str = include_str!("certs/ca.pem");
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// # use kuberesolver::ErrorKind;
-/// use kuberesolver::testkit::{TlsIdentity, OTHER_CA_PEM};
+/// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+/// use kuberesolver::testkit::{FakeApiServer, TlsIdentity, OTHER_CA_PEM};
+/// use kuberesolver::{Config, ErrorKind};
 ///
 /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-///     .config(Config::new(server.url()).ca_pem(OTHER_CA_PEM))
-///     .source(Source::Endpoints)
-///     .spawn()?;
-/// // The handshake fails: poll the status until it says so.
+/// # add_echo(&server);
+/// let config = Config::new(server.url()).ca_pem(OTHER_CA_PEM);
+/// # let resolver = resolver(config)?;
+/// // The handshake fails: poll the resolver's status until it says so.
 /// let error = (0..500)
 ///     .find_map(|_| {
 ///         std::thread::sleep(Duration::from_millis(10));
@@ -67,49 +60,23 @@ pub const OTHER_CA_PEM: &str = include_str!("certs/other-ca.pem");
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// use kuberesolver::testkit::{TlsIdentity, BUNDLE_PEM};
+/// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+/// use kuberesolver::testkit::{FakeApiServer, TlsIdentity, BUNDLE_PEM};
+/// use kuberesolver::Config;
 ///
 /// let server = FakeApiServer::builder().tls(TlsIdentity::test_server()).start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+/// # add_echo(&server);
 /// // The test CA comes second in the bundle: it is trusted all the same.
-/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-///     .config(Config::new(server.url()).ca_pem(BUNDLE_PEM))
-///     .source(Source::Endpoints)
-///     .spawn()?;
+/// let config = Config::new(server.url()).ca_pem(BUNDLE_PEM);
+/// # let resolver = resolver(config)?;
 /// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub const BUNDLE_PEM: &str = include_str!("certs/bundle.pem");
 
-/// PEM of the CA that signed [`CLIENT_CERT_PEM`] (`src/testkit/certs/client-ca.pem`); pass it to
-/// [`Builder::client_ca`](super::Builder::client_ca) to require client certificates.
-///
-/// ```
-/// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// use kuberesolver::testkit::{TlsIdentity, CLIENT_CA_PEM, TEST_CA_PEM};
-/// use kuberesolver::testkit::{CLIENT_CERT_PEM, CLIENT_KEY_PEM};
-///
-/// let server = FakeApiServer::builder()
-///     .tls(TlsIdentity::test_server())
-///     .client_ca(CLIENT_CA_PEM)
-///     .start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// let config = Config::new(server.url())
-///     .ca_pem(TEST_CA_PEM)
-///     .client_certificate_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM);
-/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-///     .config(config)
-///     .source(Source::Endpoints)
-///     .spawn()?;
-/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// PEM of the CA that signed [`CLIENT_CERT_PEM`] (`src/testkit/certs/client-ca.pem`);
+/// pass it to [`FakeApiServerBuilder::client_ca`](super::FakeApiServerBuilder::client_ca)
+/// to require client certificates, as in the example there.
 pub const CLIENT_CA_PEM: &str = include_str!("certs/client-ca.pem");
 
 /// A client certificate signed by [`CLIENT_CA_PEM`] (`src/testkit/certs/client.pem`,
@@ -148,7 +115,7 @@ const EXPIRED_CERT_PEM: &str = include_str!("certs/expired.pem");
 const EXPIRED_KEY_PEM: &str = include_str!("certs/expired.key");
 
 /// A certificate chain and private key the fake server presents
-/// ([`Builder::tls`](super::Builder::tls)).
+/// ([`FakeApiServerBuilder::tls`](super::FakeApiServerBuilder::tls)).
 ///
 /// `Debug` never prints the key.
 ///
@@ -252,19 +219,15 @@ impl TlsIdentity {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # use kuberesolver::ErrorKind;
-    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    /// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+    /// use kuberesolver::testkit::{FakeApiServer, TlsIdentity, TEST_CA_PEM};
+    /// use kuberesolver::{Config, ErrorKind};
     ///
     /// let server = FakeApiServer::builder().tls(TlsIdentity::wrong_san()).start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    ///     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
-    ///     .source(Source::Endpoints)
-    ///     .spawn()?;
-    /// // The handshake fails: poll the status until it says so.
+    /// # add_echo(&server);
+    /// let config = Config::new(server.url()).ca_pem(TEST_CA_PEM);
+    /// # let resolver = resolver(config)?;
+    /// // The handshake fails: poll the resolver's status until it says so.
     /// let error = (0..500)
     ///     .find_map(|_| {
     ///         std::thread::sleep(Duration::from_millis(10));
@@ -282,19 +245,15 @@ impl TlsIdentity {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
-    /// # use kuberesolver::{Config, Resolver, Source};
-    /// # use kuberesolver::ErrorKind;
-    /// use kuberesolver::testkit::{TlsIdentity, TEST_CA_PEM};
+    /// # use kuberesolver::testkit::doc_support::{add_echo, resolver};
+    /// use kuberesolver::testkit::{FakeApiServer, TlsIdentity, TEST_CA_PEM};
+    /// use kuberesolver::{Config, ErrorKind};
     ///
     /// let server = FakeApiServer::builder().tls(TlsIdentity::expired()).start()?;
-    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-    ///     .config(Config::new(server.url()).ca_pem(TEST_CA_PEM))
-    ///     .source(Source::Endpoints)
-    ///     .spawn()?;
-    /// // The handshake fails: poll the status until it says so.
+    /// # add_echo(&server);
+    /// let config = Config::new(server.url()).ca_pem(TEST_CA_PEM);
+    /// # let resolver = resolver(config)?;
+    /// // The handshake fails: poll the resolver's status until it says so.
     /// let error = (0..500)
     ///     .find_map(|_| {
     ///         std::thread::sleep(Duration::from_millis(10));

@@ -3,21 +3,10 @@
 
 /// The two resources the server knows.
 ///
-/// Names an API in [`FakeApiServer::apply`](super::FakeApiServer::apply), [`forbid`](super::FakeApiServer::forbid),
-/// [`disable`](super::FakeApiServer::disable) and in each [`RequestRecord`](super::RequestRecord).
-///
-/// ```
-/// use kuberesolver::testkit::Resource;
-///
-/// let slices = Resource::EndpointSlices;
-/// assert_eq!((slices.kind(), slices.list_kind()), ("EndpointSlice", "EndpointSliceList"));
-/// assert_eq!((slices.group(), slices.api_version()), ("discovery.k8s.io", "discovery.k8s.io/v1"));
-/// assert_eq!(slices.plural(), "endpointslices");
-/// assert_eq!(
-///     slices.collection_path("prod"),
-///     "/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices",
-/// );
-/// ```
+/// Names an API in [`FakeApiServer::apply`](super::FakeApiServer::apply),
+/// [`forbid`](super::FakeApiServer::forbid), [`disable`](super::FakeApiServer::disable) and
+/// in each [`RequestRecord`](super::RequestRecord); each method below shows its part of the
+/// API's names and paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Resource {
     /// core/v1 `Endpoints` (`/api/v1/namespaces/{ns}/endpoints`).
@@ -127,29 +116,21 @@ impl Resource {
 /// How watch events are cut into HTTP chunks. Real servers and proxies do all of these;
 /// a client must not care.
 ///
-/// Set with [`Builder::chunk_mode`](super::Builder::chunk_mode) or, on a running server, with
-/// [`FakeApiServer::set_chunk_mode`](super::FakeApiServer::set_chunk_mode). Default: [`PerEvent`](ChunkMode::PerEvent).
+/// Set with [`FakeApiServerBuilder::chunk_mode`](super::FakeApiServerBuilder::chunk_mode)
+/// or, on a running server, with
+/// [`FakeApiServer::set_chunk_mode`](super::FakeApiServer::set_chunk_mode). Default:
+/// [`PerEvent`](ChunkMode::PerEvent).
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// use kuberesolver::testkit::ChunkMode;
+/// # use kuberesolver::testkit::doc_support::{add_echo, echo_resolver};
+/// use kuberesolver::testkit::{ChunkMode, FakeApiServer};
 ///
 /// // Every event cut into 7-byte chunks: the resolver reassembles them.
 /// let server = FakeApiServer::builder().chunk_mode(ChunkMode::Split(7)).start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-/// #     .config(Config::new(server.url()))
-/// #     .source(Source::Endpoints)
-/// #     .spawn()?;
-/// let updates = resolver.updates();
-/// assert_eq!(updates.recv_timeout(Duration::from_secs(5))?.len(), 1);
-/// server.set_chunk_mode(ChunkMode::Coalesce); // several events per chunk from now on
-/// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
-/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
-/// assert_eq!(updates.recv_timeout(Duration::from_secs(5))?.len(), 2);
+/// # add_echo(&server);
+/// # let resolver = echo_resolver(&server)?;
+/// assert_eq!(resolver.wait_ready(Duration::from_secs(5))?.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,26 +147,21 @@ pub enum ChunkMode {
     Coalesce,
 }
 
-/// The kind of request ([`RequestRecord::verb`](super::RequestRecord::verb)), and a filter for
-/// [`FakeApiServer::fail_next_for`](super::FakeApiServer::fail_next_for).
+/// The kind of request ([`RequestRecord::verb`](super::RequestRecord::verb)), and a filter
+/// for [`FakeApiServer::fail_next_for`](super::FakeApiServer::fail_next_for).
 ///
 /// ```
-/// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
-/// # use kuberesolver::{Config, Resolver, Source};
-/// use kuberesolver::testkit::Verb;
+/// # use kuberesolver::testkit::doc_support::get;
+/// use kuberesolver::testkit::{FakeApiServer, Verb};
 ///
-/// # let server = FakeApiServer::start()?;
-/// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
-/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
-/// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
-/// #     .config(Config::new(server.url()))
-/// #     .source(Source::Endpoints)
-/// #     .spawn()?;
-/// assert!(server.wait_for_watches(1, Duration::from_secs(5)));
-/// let verbs: Vec<Option<Verb>> = server.requests().iter().map(|r| r.verb).collect();
-/// assert_eq!(verbs, [Some(Verb::List), Some(Verb::Watch)]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let server = FakeApiServer::start()?;
+/// // `get` sends a GET and returns the raw response.
+/// get(&server, "/api/v1/namespaces/prod/endpoints")?; // a collection
+/// get(&server, "/api/v1/namespaces/prod/endpoints/echo")?; // one object (404 here)
+/// get(&server, "/api/v1/namespaces/prod/pods")?; // not an API the server serves
+/// let verbs: Vec<Option<Verb>> = server.requests().into_iter().map(|r| r.verb).collect();
+/// assert_eq!(verbs, [Some(Verb::List), Some(Verb::Get), None]);
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verb {
