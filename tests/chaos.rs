@@ -47,8 +47,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use kuberesolver::testkit::{
-    ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity, Verb,
-    TEST_CA_PEM,
+    AddressType, ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource,
+    TlsIdentity, Verb, TEST_CA_PEM,
 };
 use kuberesolver::{Conditions, Config, Resolver, Snapshot, Source, Status};
 
@@ -294,7 +294,7 @@ impl Writer<'_> {
         &mut self,
         view: View,
         name: &str,
-        address_type: &str,
+        address_type: AddressType,
         ports: &[(&str, Option<u16>)],
         pods: &[Pod],
     ) {
@@ -688,7 +688,11 @@ impl SlicesWorld {
             }
         }
         let pods: Vec<Pod> = s.members.iter().map(Member::to_pod).collect();
-        let family = if s.v6 { "IPv6" } else { "IPv4" };
+        let family = if s.v6 {
+            AddressType::Ipv6
+        } else {
+            AddressType::Ipv4
+        };
         out.slice(self.view(), &s.name, family, &ports, &pods);
     }
 
@@ -968,7 +972,7 @@ impl World for SlicesWorld {
                     NS,
                     "other-abcde",
                     "other",
-                    "IPv4",
+                    AddressType::Ipv4,
                     &[("grpc", Some(PORT))],
                     &pods,
                 );

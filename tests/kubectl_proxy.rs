@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{
-    ChunkMode, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity,
+    AddressType, ChunkMode, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity,
 };
 use kuberesolver::{Config, Resolver, Source};
 use support::*;
@@ -284,7 +284,14 @@ fn endpoint_slices_merge_and_follow_changes_through_kubectl_proxy() {
         return;
     };
     let slice = |name: &str, pods: &[Pod]| {
-        server.set_endpoint_slice("prod", name, "echo", "IPv4", &[("grpc", Some(8080))], pods)
+        server.set_endpoint_slice(
+            "prod",
+            name,
+            "echo",
+            AddressType::Ipv4,
+            &[("grpc", Some(8080))],
+            pods,
+        )
     };
     let all = pods(6);
     slice("echo-a", &all[..3]);

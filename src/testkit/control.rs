@@ -11,7 +11,7 @@ use super::objects::{endpoint_slice_object, endpoints_object, Pod};
 use super::record::RequestRecord;
 use super::shared::TARGET;
 use super::store::{self, FailRule};
-use super::types::{ChunkMode, Resource, Verb};
+use super::types::{AddressType, ChunkMode, Resource, Verb};
 
 /// Objects.
 impl FakeApiServer {
@@ -140,13 +140,13 @@ impl FakeApiServer {
     /// ```
     /// # use std::time::Duration;
     /// # use kuberesolver::{Config, Resolver, Source};
-    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
     ///
     /// let server = FakeApiServer::start()?;
     /// let ports = [("grpc", Some(8080))];
     /// let (a, b) = (Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2]));
-    /// server.set_endpoint_slice("prod", "echo-a", "echo", "IPv4", &ports, &[a]);
-    /// server.set_endpoint_slice("prod", "echo-b", "echo", "IPv4", &ports, &[b]);
+    /// server.set_endpoint_slice("prod", "echo-a", "echo", AddressType::Ipv4, &ports, &[a]);
+    /// server.set_endpoint_slice("prod", "echo-b", "echo", AddressType::Ipv4, &ports, &[b]);
     /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
     /// #     .config(Config::new(server.url()))
     /// #     .source(Source::EndpointSlices)
@@ -159,7 +159,7 @@ impl FakeApiServer {
         namespace: &str,
         name: &str,
         service: &str,
-        address_type: &str,
+        address_type: AddressType,
         ports: &[(&str, Option<u16>)],
         pods: &[Pod],
     ) -> String {

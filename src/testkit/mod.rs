@@ -116,4 +116,4 @@ pub use tls::{
     TlsIdentity, BUNDLE_PEM, CLIENT_CA_PEM, CLIENT_CERT_PEM, CLIENT_KEY_PEM, OTHER_CA_PEM,
     TEST_CA_PEM,
 };
-pub use types::{ChunkMode, Resource, Verb};
+pub use types::{AddressType, ChunkMode, Resource, Verb};

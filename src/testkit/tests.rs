@@ -219,12 +219,12 @@ fn list_with_selectors() {
         "prod",
         "echo-a",
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &pods(),
     );
-    server.set_endpoint_slice("prod", "echo-b", "echo", "IPv6", &[], &[]);
-    let rv = server.set_endpoint_slice("prod", "other-a", "other", "IPv4", &[], &pods());
+    server.set_endpoint_slice("prod", "echo-b", "echo", AddressType::Ipv6, &[], &[]);
+    let rv = server.set_endpoint_slice("prod", "other-a", "other", AddressType::Ipv4, &[], &pods());
 
     let mut c = Client::new(&server);
     let (status, list) = c.get_json(&format!("{EP}?fieldSelector=metadata.name%3Decho"));
@@ -442,7 +442,7 @@ fn bookmarks_arrive() {
     );
     assert_eq!(c.event()["type"], "BOOKMARK");
 
-    let rv = server.set_endpoint_slice("prod", "echo-a", "echo", "IPv4", &[], &pods());
+    let rv = server.set_endpoint_slice("prod", "echo-a", "echo", AddressType::Ipv4, &[], &pods());
     let mut c = Client::new(&server);
     c.watch(&format!(
         "{ES}?labelSelector=kubernetes.io%2Fservice-name%3Decho&watch=1&resourceVersion={rv}&allowWatchBookmarks=1"
@@ -842,17 +842,17 @@ fn faults_on_open_watches() {
 #[test]
 fn selection_changes_are_added_and_deleted() {
     let server = FakeApiServer::start().expect("start");
-    let from = server.set_endpoint_slice("prod", "s1", "echo", "IPv4", &[], &pods());
+    let from = server.set_endpoint_slice("prod", "s1", "echo", AddressType::Ipv4, &[], &pods());
     let mut c = Client::new(&server);
     c.watch(&format!(
         "{ES}?labelSelector=kubernetes.io%2Fservice-name%3Decho&watch=1&resourceVersion={from}"
     ));
-    let moved = server.set_endpoint_slice("prod", "s1", "other", "IPv4", &[], &pods());
+    let moved = server.set_endpoint_slice("prod", "s1", "other", AddressType::Ipv4, &[], &pods());
     let ev = c.event();
     assert_eq!(ev["type"], "DELETED");
     assert_eq!(ev["object"]["kind"], "EndpointSlice");
     assert_eq!(ev["object"]["metadata"]["resourceVersion"], moved.as_str());
-    server.set_endpoint_slice("prod", "s1", "echo", "IPv4", &[], &pods());
+    server.set_endpoint_slice("prod", "s1", "echo", AddressType::Ipv4, &[], &pods());
     assert_eq!(c.event()["type"], "ADDED");
 }
 

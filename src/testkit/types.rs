@@ -1,5 +1,6 @@
 //! The testkit's vocabulary: which API ([`Resource`]), which kind of request ([`Verb`]),
-//! and how watch events are cut into chunks ([`ChunkMode`]).
+//! which kind of address a slice holds ([`AddressType`]), and how watch events are cut
+//! into chunks ([`ChunkMode`]).
 
 /// The two resources the server knows.
 ///
@@ -109,6 +110,53 @@ impl Resource {
         match self {
             Resource::Endpoints => "endpoints",
             Resource::EndpointSlices => "endpointslices.discovery.k8s.io",
+        }
+    }
+}
+
+/// The `addressType` of an EndpointSlice: the kind of address all its endpoints carry.
+///
+/// The EndpointSlice controller writes one slice per IP family (a dual-stack Service has
+/// both); `FQDN` slices are written by hand or by other controllers. A test that needs a
+/// value no controller writes builds the object with
+/// [`endpoint_slice_object`](super::endpoint_slice_object) and changes `addressType` before
+/// [`apply`](super::FakeApiServer::apply):
+///
+/// ```
+/// use kuberesolver::testkit::{endpoint_slice_object, AddressType, FakeApiServer, Resource};
+///
+/// let server = FakeApiServer::start()?;
+/// let mut odd = endpoint_slice_object("prod", "echo-x", "echo", AddressType::Ipv4, &[], &[]);
+/// odd["addressType"] = "IPv5".into();
+/// server.apply(Resource::EndpointSlices, "prod", "echo-x", odd);
+/// let stored = server.get(Resource::EndpointSlices, "prod", "echo-x").expect("stored");
+/// assert_eq!(stored["addressType"], "IPv5");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddressType {
+    /// `IPv4`.
+    Ipv4,
+    /// `IPv6`.
+    Ipv6,
+    /// `FQDN`: host names, no IPs (a resolver leaves these slices out).
+    Fqdn,
+}
+
+impl AddressType {
+    /// The value as the API writes it: `IPv4`, `IPv6` or `FQDN`.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::AddressType;
+    ///
+    /// assert_eq!(AddressType::Ipv6.as_str(), "IPv6");
+    /// assert_eq!(AddressType::Fqdn.as_str(), "FQDN");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressType::Ipv4 => "IPv4",
+            AddressType::Ipv6 => "IPv6",
+            AddressType::Fqdn => "FQDN",
         }
     }
 }
