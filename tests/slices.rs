@@ -33,14 +33,7 @@ fn range(ids: impl IntoIterator<Item = u32>) -> Vec<SocketAddr> {
 /// Slice `name` of service echo in prod with these pods, port grpc=8080.
 fn slice(server: &FakeApiServer, name: &str, ids: impl IntoIterator<Item = u32>) -> String {
     let pods: Vec<Pod> = ids.into_iter().map(pod).collect();
-    server.set_endpoint_slice(
-        "prod",
-        name,
-        "echo",
-        AddressType::Ipv4,
-        &[("grpc", Some(8080))],
-        &pods,
-    )
+    echo_slice(server, name, &pods)
 }
 
 fn slices_resolver(server: &FakeApiServer, source: Source) -> Resolver {
