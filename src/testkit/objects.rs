@@ -20,7 +20,25 @@ use super::types::AddressType;
 /// assert_eq!(pod.ip.to_string(), "10.0.0.7");
 /// assert!(!pod.ready);
 /// ```
+///
+/// The fields are there to read; a later release may add some (the struct is
+/// `#[non_exhaustive]`), so a struct literal does not compile outside this crate:
+///
+/// ```compile_fail
+/// use kuberesolver::testkit::Pod;
+///
+/// let pod = Pod {
+///     name: "echo-1".to_owned(),
+///     ip: [10, 0, 0, 1].into(),
+///     ready: true,
+///     terminating: false,
+///     node: None,
+///     hostname: None,
+///     zone: None,
+/// };
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pod {
     /// Pod name (goes to `targetRef.name`).
     pub name: String,

@@ -10,7 +10,8 @@ use super::types::{Resource, Verb};
 /// ([`FakeApiServer::requests`](super::FakeApiServer::requests)).
 ///
 /// `Debug` does not print the bearer token; [`bearer_token`](RequestRecord::bearer_token)
-/// gives it for assertions.
+/// gives it for assertions. Only the server makes records, and a later release may add
+/// fields (the struct is `#[non_exhaustive]`): match one with `..`.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -36,6 +37,7 @@ use super::types::{Resource, Verb};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RequestRecord {
     pub(super) id: u64,
     /// The method, e.g. `GET` (empty when the request line could not be parsed).
