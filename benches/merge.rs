@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use kuberesolver::fuzzing::Merger;
-use kuberesolver::testkit::{endpoint_slice_object, Pod};
+use kuberesolver::testkit::{endpoint_slice_object, AddressType, Pod};
 use kuberesolver::Port;
 
 fn slice_event(kind: &str, slice: u32, generation: u32) -> Vec<u8> {
@@ -29,7 +29,7 @@ fn slice_event(kind: &str, slice: u32, generation: u32) -> Vec<u8> {
         "prod",
         &format!("echo-{slice:03}"),
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &pods,
     );

@@ -52,10 +52,10 @@ use crate::publish::Hub;
 /// ```
 /// # use std::net::SocketAddr;
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Config, Resolver};
 /// # let server = FakeApiServer::start()?;
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[
 ///     Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a"),
 ///     Pod::new("echo-2", [10, 0, 0, 2]).zone("eu-west-1b"),
 /// ]);
@@ -112,12 +112,12 @@ impl Picker {
     /// ```
     /// # use std::net::SocketAddr;
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
     /// # use kuberesolver::{Config, Resolver};
     /// # let server = FakeApiServer::start()?;
     /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a");
     /// let ports = [("grpc", Some(8080))];
-    /// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &ports, &[pod]);
+    /// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &ports, &[pod]);
     /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
     /// #     .config(Config::new(server.url()))
     /// #     .spawn()?;

@@ -17,10 +17,10 @@ use std::time::SystemTime;
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Conditions, Config, Resolver};
 /// # let server = FakeApiServer::start()?;
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[
 ///     Pod::new("echo-1", [10, 0, 0, 1]),
 ///     Pod::new("echo-2", [10, 0, 0, 2]).terminating(true),
 /// ]);
@@ -65,11 +65,11 @@ impl Default for Conditions {
 /// ```
 /// # use std::net::{IpAddr, SocketAddr};
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Config, Resolver};
 /// # let server = FakeApiServer::start()?;
 /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).node("node-a").zone("eu-west-1a").hostname("e1");
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[pod]);
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[pod]);
 /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
 /// #     .config(Config::new(server.url()))
 /// #     .spawn()?;

@@ -48,8 +48,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kuberesolver::fuzzing::Rng;
 use kuberesolver::testkit::{
-    ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity, Verb,
-    TEST_CA_PEM,
+    AddressType, ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource,
+    TlsIdentity, Verb, TEST_CA_PEM,
 };
 use kuberesolver::{Backoff, Conditions, Config, Resolver, Snapshot, Source, Status};
 
@@ -270,7 +270,7 @@ impl Writer<'_> {
         &mut self,
         view: View,
         name: &str,
-        address_type: &str,
+        address_type: AddressType,
         ports: &[(&str, Option<u16>)],
         pods: &[Pod],
     ) {
@@ -664,7 +664,11 @@ impl SlicesWorld {
             }
         }
         let pods: Vec<Pod> = s.members.iter().map(Member::to_pod).collect();
-        let family = if s.v6 { "IPv6" } else { "IPv4" };
+        let family = if s.v6 {
+            AddressType::Ipv6
+        } else {
+            AddressType::Ipv4
+        };
         out.slice(self.view(), &s.name, family, &ports, &pods);
     }
 
@@ -944,7 +948,7 @@ impl World for SlicesWorld {
                     NS,
                     "other-abcde",
                     "other",
-                    "IPv4",
+                    AddressType::Ipv4,
                     &[("grpc", Some(PORT))],
                     &pods,
                 );

@@ -284,9 +284,7 @@ fn endpoint_slices_merge_and_follow_changes_through_kubectl_proxy() {
         missing_prerequisite("kubectl on PATH");
         return;
     };
-    let slice = |name: &str, pods: &[Pod]| {
-        server.set_endpoint_slice("prod", name, "echo", "IPv4", &[("grpc", Some(8080))], pods)
-    };
+    let slice = |name: &str, pods: &[Pod]| echo_slice(&server, name, pods);
     let all = pods(6);
     slice("echo-a", &all[..3]);
     slice("echo-b", &all[3..]);

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{ChunkMode, Failure, FakeApiServer, Fault, Pod, Resource};
+use kuberesolver::testkit::{AddressType, ChunkMode, Failure, FakeApiServer, Fault, Pod, Resource};
 use kuberesolver::{Backoff, Config, ErrorKind, Snapshot, Source};
 use support::*;
 
@@ -62,7 +62,7 @@ fn service_port_names_up_to_63_characters_and_with_double_hyphens_resolve() {
         "cert-manager",
         "cert-manager-abcde",
         "cert-manager",
-        "IPv4",
+        AddressType::Ipv4,
         &slice_ports,
         &pods(2),
     );

@@ -10,8 +10,8 @@ use kuberesolver::testkit::TEST_CA_PEM;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-const SERVER_CERT_PEM: &str = include_str!("../../tests/certs/server.pem");
-const SERVER_KEY_PEM: &str = include_str!("../../tests/certs/server.key");
+const SERVER_CERT_PEM: &str = include_str!("../../src/testkit/certs/server.pem");
+const SERVER_KEY_PEM: &str = include_str!("../../src/testkit/certs/server.key");
 
 pub type Stream = Box<dyn ReadWrite>;
 pub trait ReadWrite: Read + Write + Send {}

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{FakeApiServer, Fault, Pod};
+use kuberesolver::testkit::{AddressType, FakeApiServer, Fault, Pod};
 use kuberesolver::{Backoff, Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
 
 /// How long any wait may take before the test fails: generous, so slow CI never flakes.
@@ -22,6 +22,12 @@ pub fn pods(n: u8) -> Vec<Pod> {
     (1..=n)
         .map(|i| Pod::new(format!("echo-{i}"), [10, 0, 0, i]))
         .collect()
+}
+
+/// Sets the IPv4 slice `name` of the Service echo in prod: these pods, port grpc=8080.
+pub fn echo_slice(server: &FakeApiServer, name: &str, pods: &[Pod]) -> String {
+    let ports = [("grpc", Some(8080))];
+    server.set_endpoint_slice("prod", name, "echo", AddressType::Ipv4, &ports, pods)
 }
 
 /// The addresses `10.0.0.i:port` for each i.
