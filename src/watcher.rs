@@ -26,8 +26,8 @@ use crate::{Error, Port, Source};
 /// A watch that stayed open this long was healthy even if it carried nothing.
 const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(5);
 
-/// What one watcher needs to know.
-pub(crate) struct Settings {
+/// The job of one watcher: which Service and port, from which source, with which timings.
+pub(crate) struct Job {
     /// The target as the user wrote it, for log lines.
     pub label: String,
     pub namespace: String,
@@ -42,7 +42,7 @@ pub(crate) struct Settings {
 
 /// The watcher thread's body.
 pub(crate) struct Watcher {
-    settings: Settings,
+    job: Job,
     client: Client,
     shared: Arc<Hub>,
     stop: Receiver<()>,
@@ -66,17 +66,17 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     pub(crate) fn new(
-        settings: Settings,
+        job: Job,
         client: Client,
         shared: Arc<Hub>,
         stop: Receiver<()>,
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
         let mut rng = Rng::new(Rng::entropy());
-        let backoff = Delays::new(settings.backoff, rng.next_u64());
+        let backoff = Delays::new(job.backoff, rng.next_u64());
         Watcher {
-            machine: Machine::new(settings.source, backoff),
-            settings,
+            machine: Machine::new(job.source, backoff),
+            job,
             client,
             shared,
             stop,
@@ -142,15 +142,15 @@ impl Watcher {
                 self.list_failed(e);
             }
             if let Command::Wait(delay) = &command {
-                debug!("{}: retrying in {delay:.1?}", self.settings.label);
+                debug!("{}: retrying in {delay:.1?}", self.job.label);
             }
         }
-        debug!("{}: watcher stopped", self.settings.label);
+        debug!("{}: watcher stopped", self.job.label);
     }
 
     fn fail(&self, error: Error) {
         if !self.stopping() {
-            warn!("{}: {error}", self.settings.label);
+            warn!("{}: {error}", self.job.label);
             self.shared.record_error(error);
         }
     }
@@ -161,7 +161,7 @@ impl Watcher {
     }
 
     fn list(&mut self) -> Result<Outcome, Error> {
-        let s = &self.settings;
+        let s = &self.job;
         let listed = self.client.list(self.resource, &s.namespace, &s.service)?;
         let resource = self.resource;
         self.shared.update_status(|st| {
@@ -200,7 +200,7 @@ impl Watcher {
         let refused = self.machine.slices_refused();
         match self.resource {
             Api::EndpointSlices if refused.is_some() && e.status() == refused => {
-                let label = &self.settings.label;
+                let label = &self.job.label;
                 let what = if refused == Some(404) {
                     "missing"
                 } else {
@@ -236,12 +236,12 @@ impl Watcher {
     /// (FQDN slices once, bad addresses each time); `None`, and a warning the first time, for
     /// an object of another Service.
     fn keep_ours_and_warn(&self, name: &str, object: ObjectGroups) -> Option<Vec<Group>> {
-        if !object.belongs_to(&self.settings.service) {
+        if !object.belongs_to(&self.job.service) {
             if !self.foreign_reported.replace(true) {
                 warn!(
                     "{}: the API server sent {} {name:?} of Service {:?}: it ignores the \
                      selector (a proxy or mock?); ignoring objects of other Services",
-                    self.settings.label,
+                    self.job.label,
                     self.resource,
                     printable(object.service.as_deref().unwrap_or("<none>").as_bytes())
                 );
@@ -251,7 +251,7 @@ impl Watcher {
         if !object.bad_ips.is_empty() {
             warn!(
                 "{}: {} {name:?} has addresses that are not IPs, skipped: {}",
-                self.settings.label,
+                self.job.label,
                 self.resource,
                 printable(object.bad_ips.join(", ").as_bytes())
             );
@@ -259,7 +259,7 @@ impl Watcher {
         if object.fqdn && !self.fqdn_reported.replace(true) {
             debug!(
                 "{}: ignoring FQDN EndpointSlice {name:?} (and any others)",
-                self.settings.label
+                self.job.label
             );
         }
         Some(object.groups)
@@ -268,7 +268,7 @@ impl Watcher {
     /// Merge the state into endpoints and publish them if they changed. A port problem is an
     /// error: it keeps the last good snapshot.
     fn publish(&mut self) {
-        let s = &self.settings;
+        let s = &self.job;
         match self.objects.resolve(s.port.as_ref(), &s.service) {
             Ok(endpoints) => {
                 if let Some(snapshot) = self.shared.publish(endpoints) {
@@ -290,7 +290,7 @@ impl Watcher {
     }
 
     fn watch(&mut self, resource_version: String) -> Outcome {
-        let s = &self.settings;
+        let s = &self.job;
         let window = s.watch_timeout.as_secs().max(1);
         let timeout = window - self.rng.next_u64() % (window / 4 + 1);
         let started = Instant::now();
@@ -341,7 +341,7 @@ impl Watcher {
         started: Instant,
         healthy_after: Duration,
     ) -> Outcome {
-        let mut splitter = LineSplitter::new(self.settings.max_line);
+        let mut splitter = LineSplitter::new(self.job.max_line);
         let mut buf = vec![0u8; 64 * 1024];
         let mut progressed = false;
         let failed = |relist: bool, progressed: bool| Outcome::WatchFailed {
@@ -364,7 +364,7 @@ impl Watcher {
                         ));
                         return failed(false, progressed);
                     }
-                    debug!("{}: watch ended; watching again", self.settings.label);
+                    debug!("{}: watch ended; watching again", self.job.label);
                     let lasted = started.elapsed();
                     return Outcome::WatchEnded {
                         healthy: progressed || lasted >= healthy_after,
@@ -395,7 +395,7 @@ impl Watcher {
                     Line::TooLong => {
                         self.fail(Error::decode(format!(
                             "a watch event is longer than {} bytes; relisting",
-                            self.settings.max_line
+                            self.job.max_line
                         )));
                         return failed(true, progressed);
                     }
@@ -451,7 +451,7 @@ impl Watcher {
                             WatchError::Expired => {
                                 debug!(
                                     "{}: resourceVersion {} expired; relisting",
-                                    self.settings.label,
+                                    self.job.label,
                                     self.machine.resource_version().unwrap_or_default()
                                 );
                                 None
@@ -480,7 +480,7 @@ impl Watcher {
                     WatchEvent::Unknown { kind } => {
                         debug!(
                             "{}: ignoring a watch event of unknown type {:?}",
-                            self.settings.label,
+                            self.job.label,
                             printable(kind.as_bytes())
                         );
                     }

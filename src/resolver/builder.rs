@@ -15,7 +15,7 @@ use crate::publish::Hub;
 use crate::snapshot::Snapshot;
 use crate::target::DEFAULT_SCHEME;
 use crate::util::at_most_a_year;
-use crate::watcher::{Settings, Watcher};
+use crate::watcher::{Job, Watcher};
 use crate::{Config, Error, Source, Target};
 
 impl Resolver {
@@ -449,7 +449,7 @@ impl Builder {
         let shared = Arc::new(shared);
         let stopping = Arc::new(AtomicBool::new(false));
         let (wake, stop) = crossbeam_channel::bounded(0);
-        let settings = Settings {
+        let job = Job {
             label: target.to_string(),
             namespace,
             service: target.service().to_string(),
@@ -459,7 +459,7 @@ impl Builder {
             watch_timeout: self.watch_timeout,
             max_line: self.max_line,
         };
-        let watcher = Watcher::new(settings, client, shared.clone(), stop, stopping.clone());
+        let watcher = Watcher::new(job, client, shared.clone(), stop, stopping.clone());
         let thread = std::thread::Builder::new()
             .name(format!("kuberesolver {}", target.service()))
             .spawn(move || watcher.run())
