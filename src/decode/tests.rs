@@ -324,4 +324,60 @@ fn status_bodies_decode_and_plain_text_does_not() {
     let s = decode_status(br#"{"kind":"Status","code":403,"reason":"Forbidden","message":"no"}"#);
     assert_eq!(s.and_then(|s| s.code), Some(403));
     assert!(decode_status(b"Too many requests, please try again later.").is_none());
+    // A code or a message alone is a Status; an object with neither is not.
+    let code = decode_status(br#"{"code":500}"#);
+    assert_eq!(code.and_then(|s| s.code), Some(500));
+    let message = decode_status(br#"{"message":"slow down"}"#);
+    assert_eq!(
+        message.and_then(|s| s.message).as_deref(),
+        Some("slow down")
+    );
+    assert!(decode_status(br#"{"kind":"Status"}"#).is_none());
+}
+
+#[test]
+fn a_malformed_line_is_reported_with_where_json_broke() {
+    let err = decode_event(b"{not json", Api::Endpoints).unwrap_err();
+    assert!(
+        err.message().starts_with("malformed watch event: "),
+        "{err}"
+    );
+    assert!(err.message().contains("line 1 column"), "{err}");
+    let err = decode_event(
+        br#"{"type":"ADDED","object":{"metadata":{"name":"x"},"subsets":"nope"}}"#,
+        Api::Endpoints,
+    )
+    .unwrap_err();
+    assert!(
+        err.message()
+            .contains("malformed endpoints object: invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_one_pass_decoder_reads_a_typed_object_itself() {
+    // The fast path must not fall through to the general one for what servers send; only
+    // speed would tell, so look at what it returns.
+    let line = r#"{"type":"ADDED","object":{"metadata":{"name":"echo"},"subsets":[]}}"#;
+    for (api, typed) in [
+        (Api::Endpoints, "Endpoints"),
+        (Api::EndpointSlices, "Slice"),
+    ] {
+        let mut de = serde_json::Deserializer::from_str(line);
+        let event = serde::de::DeserializeSeed::deserialize(EventSeed(api), &mut de);
+        let shown = match event {
+            Ok(FastEvent {
+                object: FastObject::Endpoints(Some(_)),
+                ..
+            }) => "Endpoints",
+            Ok(FastEvent {
+                object: FastObject::Slice(Some(_)),
+                ..
+            }) => "Slice",
+            Ok(_) => "another object",
+            Err(_) => "an error",
+        };
+        assert_eq!(shown, typed, "{api}");
+    }
 }
