@@ -14,9 +14,6 @@ use super::store::ServerState;
 use super::tls::{self, TlsIdentity};
 use super::types::ChunkMode;
 
-/// Durations are capped at a year so that `Instant` arithmetic cannot overflow.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// Settings for a [`FakeApiServer`]; from [`FakeApiServer::builder`].
 ///
 /// Defaults: plain HTTP on `127.0.0.1` (any free port), no authentication, one chunk per
@@ -204,7 +201,8 @@ impl FakeApiServerBuilder {
     /// ```
     #[must_use]
     pub fn bookmark_interval(mut self, interval: Duration) -> FakeApiServerBuilder {
-        self.bookmark_interval = interval.clamp(Duration::from_millis(1), MAX_DURATION);
+        // Capped at a year so that `Instant` arithmetic cannot overflow.
+        self.bookmark_interval = interval.clamp(Duration::from_millis(1), crate::util::A_YEAR);
         self
     }
 
@@ -230,7 +228,7 @@ impl FakeApiServerBuilder {
     /// ```
     #[must_use]
     pub fn max_watch_timeout(mut self, timeout: Duration) -> FakeApiServerBuilder {
-        self.max_watch_timeout = Some(timeout.min(MAX_DURATION));
+        self.max_watch_timeout = Some(timeout.min(crate::util::A_YEAR));
         self
     }
 

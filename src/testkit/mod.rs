@@ -114,6 +114,6 @@ pub use objects::{endpoint_slice_object, endpoints_object, Pod};
 pub use record::RequestRecord;
 pub use tls::{
     TlsIdentity, BUNDLE_PEM, CLIENT_CA_PEM, CLIENT_CERT_PEM, CLIENT_KEY_PEM, OTHER_CA_PEM,
-    TEST_CA_PEM,
+    TEST_CA_PEM, TEST_SERVER_CERT_PEM, TEST_SERVER_KEY_PEM,
 };
 pub use types::{AddressType, ChunkMode, Resource, Verb};

@@ -18,11 +18,9 @@ pub(crate) const TARGET: &str = "kuberesolver::testkit";
 /// How often blocked server threads check whether their client went away.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
-/// Locks `mutex`, and carries on after a thread panicked while holding it: the testkit's
-/// state stays usable, so a test fails on its own assertion rather than on a poisoned lock.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+// Poison-tolerant: after a panic the testkit's state stays usable, so a test fails on its own
+// assertion rather than on a poisoned lock.
+pub(crate) use crate::util::lock;
 
 /// Settings fixed when the server starts.
 pub(crate) struct Settings {

@@ -107,8 +107,22 @@ pub const CLIENT_CERT_PEM: &str = include_str!("certs/client.pem");
 /// ```
 pub const CLIENT_KEY_PEM: &str = include_str!("certs/client.key");
 
-const SERVER_CERT_PEM: &str = include_str!("certs/server.pem");
-const SERVER_KEY_PEM: &str = include_str!("certs/server.key");
+/// The test server's certificate chain (`src/testkit/certs/server.pem`): signed by
+/// [`TEST_CA_PEM`], valid for `127.0.0.1`, `::1` and `localhost` until 2120.
+/// What [`TlsIdentity::test_server`] serves; exported for hand-written servers (the benches
+/// build their own rustls server from it). Test only.
+///
+/// ```
+/// use kuberesolver::testkit::{TlsIdentity, TEST_SERVER_CERT_PEM, TEST_SERVER_KEY_PEM};
+///
+/// let identity = TlsIdentity::from_pem(TEST_SERVER_CERT_PEM, TEST_SERVER_KEY_PEM)?;
+/// assert_eq!(identity.certificates(), TlsIdentity::test_server().certificates());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub const TEST_SERVER_CERT_PEM: &str = include_str!("certs/server.pem");
+
+/// The private key of [`TEST_SERVER_CERT_PEM`] (`src/testkit/certs/server.key`). Test only.
+pub const TEST_SERVER_KEY_PEM: &str = include_str!("certs/server.key");
 const WRONG_SAN_CERT_PEM: &str = include_str!("certs/wrong-san.pem");
 const WRONG_SAN_KEY_PEM: &str = include_str!("certs/wrong-san.key");
 const EXPIRED_CERT_PEM: &str = include_str!("certs/expired.pem");
@@ -211,7 +225,7 @@ impl TlsIdentity {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn test_server() -> TlsIdentity {
-        Self::embedded(SERVER_CERT_PEM, SERVER_KEY_PEM)
+        Self::embedded(TEST_SERVER_CERT_PEM, TEST_SERVER_KEY_PEM)
     }
 
     /// Signed by [`TEST_CA_PEM`] but valid only for `example.com`: connecting to
@@ -334,9 +348,9 @@ mod tests {
         assert!(parse_certs(OTHER_CA_PEM).is_ok());
         assert!(TlsIdentity::from_pem(CLIENT_CERT_PEM, CLIENT_KEY_PEM).is_ok());
         // A key that does not match the certificate is refused.
-        assert!(TlsIdentity::from_pem(SERVER_CERT_PEM, CLIENT_KEY_PEM).is_err());
-        assert!(TlsIdentity::from_pem("nonsense", SERVER_KEY_PEM).is_err());
-        assert!(TlsIdentity::from_pem(SERVER_CERT_PEM, "nonsense").is_err());
+        assert!(TlsIdentity::from_pem(TEST_SERVER_CERT_PEM, CLIENT_KEY_PEM).is_err());
+        assert!(TlsIdentity::from_pem("nonsense", TEST_SERVER_KEY_PEM).is_err());
+        assert!(TlsIdentity::from_pem(TEST_SERVER_CERT_PEM, "nonsense").is_err());
         let cas = parse_certs(CLIENT_CA_PEM).unwrap_or_default();
         assert!(TlsIdentity::test_server().server_config(Some(&cas)).is_ok());
     }
