@@ -14,7 +14,8 @@
 //! - [`Snapshot`] is the state at one moment: the sorted ready [`Addresses`] and the
 //!   [`Endpoint`]s with their details (pod, node, zone, conditions), with a version.
 //! - [`Updates`] delivers each new snapshot to a subscriber, latest wins.
-//! - [`Picker`] picks addresses round robin, without a lock on the hot path.
+//! - [`Picker`] picks addresses round robin, without a lock on the hot path, skipping those
+//!   its callers report failing; [`Picker::connect_with`] connects with failover.
 //! - [`Status`] says whether the resolver is healthy, what failed last, and counts events.
 //! - [`Target`] is the parsed `kubernetes:///service.namespace:port` string.
 //! - [`Error`] is the one error type; match on [`Error::kind`].
@@ -90,6 +91,7 @@ mod config;
 mod credentials;
 mod decode;
 mod error;
+mod health;
 mod lines;
 mod machine;
 mod merge;
@@ -114,7 +116,8 @@ pub mod testkit;
 pub use backoff::Backoff;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
-pub use picker::Picker;
+pub use health::Ejection;
+pub use picker::{IpFamily, Picker};
 pub use publish::Updates;
 pub use resolver::{Builder, Resolver};
 pub use snapshot::{Addresses, Conditions, Diff, Endpoint, Snapshot};

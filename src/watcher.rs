@@ -273,9 +273,10 @@ impl Watcher {
             Ok(endpoints) => {
                 if let Some(snapshot) = self.shared.publish(endpoints) {
                     info!(
-                        "{}: {} ready endpoints (v{})",
+                        "{}: {} endpoints in use, {} terminating (v{})",
                         s.label,
                         snapshot.len(),
+                        snapshot.terminating().len(),
                         snapshot.version()
                     );
                 }
