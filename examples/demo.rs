@@ -4,21 +4,26 @@
 //! and three real TCP echo servers playing the pods of Service `echo` in namespace `demo`,
 //! on 127.0.0.2, .3 and .4 (all of 127/8 is loopback on Linux). A [`Resolver`] lists and
 //! watches the Service's EndpointSlices, and four client threads send requests non-stop
-//! through its [`Picker`]. Then, the way Kubernetes does it:
+//! through its [`Picker`], with [`Picker::connect_with`]: a failed attempt is reported (the
+//! pod is skipped for a while) and retried on another pod. Then, the way Kubernetes does it:
 //!
 //! 1. `echo-v1-b` breaks and hangs up on every request; until its readiness probe fails,
 //!    it is still listed, and the clients retry those requests on another pod. Then it is
 //!    marked not ready (the resolver drops it), recovers, and is ready again.
 //! 2. The node of `echo-v1-c` dies: the pod cannot be reached (connections are refused), but
 //!    it stays listed as ready until the node controller notices (about 40 s in a real
-//!    cluster, 2 s here), then it is marked not ready.
+//!    cluster, 2 s here), then it is marked not ready. The picker skips it after the first
+//!    refused connect, and probes it once per ejection time (1 s, then 2 s).
 //! 3. A rolling deploy replaces each v1 pod by a v2 pod (on 127.0.0.5, .6, .7): the new pod
 //!    starts, becomes ready and joins the Service; the old one starts terminating, keeps
 //!    serving for a grace period (a preStop sleep), and only then stops.
+//! 4. The Deployment is scaled down to one replica, then restarted with `maxSurge: 0`: its
+//!    only pod terminates before the new one (127.0.0.8) is ready. The resolver keeps using
+//!    the terminating pod, which still serves in its grace period, until the new one is ready.
 //!
 //! A table prints about once a second (snapshot version, each pod's state, the requests it
 //! served and the attempts that failed on it), and a line for each step. The demo ends by
-//! itself after about 14 s and exits with status 1 if any request failed. [`send`] is the
+//! itself after about 15 s and exits with status 1 if any request failed. [`send`] is the
 //! pattern for a custom connector.
 
 use std::error::Error;
@@ -36,7 +41,6 @@ type Fallible<T = ()> = Result<T, Box<dyn Error>>;
 
 const CLIENTS: usize = 4;
 const PAUSE_BETWEEN_REQUESTS: Duration = Duration::from_millis(2);
-const MAX_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a terminating pod keeps serving (its preStop sleep).
@@ -44,14 +48,16 @@ const GRACE: Duration = Duration::from_secs(1);
 /// The pod whose node dies: listed, but unreachable.
 const DEAD: usize = 2;
 
-/// The pods (name, IP, node): v1 runs from the start; the deploy replaces it with v2.
-const PODS: [(&str, [u8; 4], &str); 6] = [
+/// The pods (name, IP, node): v1 runs from the start; the deploy replaces it with v2, the
+/// restart the last v2 pod with v3.
+const PODS: [(&str, [u8; 4], &str); 7] = [
     ("echo-v1-a", [127, 0, 0, 2], "node-1"),
     ("echo-v1-b", [127, 0, 0, 3], "node-2"),
     ("echo-v1-c", [127, 0, 0, 4], "node-3"),
     ("echo-v2-a", [127, 0, 0, 5], "node-1"),
     ("echo-v2-b", [127, 0, 0, 6], "node-2"),
     ("echo-v2-c", [127, 0, 0, 7], "node-3"),
+    ("echo-v3-a", [127, 0, 0, 8], "node-1"),
 ];
 
 /// What the cluster says about a pod.
@@ -94,9 +100,19 @@ impl State {
         }
     }
 
-    /// Whether a resolver publishes the pod's address.
+    /// Whether the pod is listed as ready.
     fn ready(self) -> bool {
         matches!(self, State::Ready | State::Failing | State::Unreachable)
+    }
+
+    /// Whether a resolver uses the pod's address: the ready ones, or while none is, the
+    /// terminating ones (they still serve in their grace period).
+    fn used(self, any_ready: bool) -> bool {
+        if any_ready {
+            self.ready()
+        } else {
+            self == State::Terminating
+        }
     }
 }
 
@@ -166,7 +182,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         stats.retries.load(Ordering::Relaxed),
     );
     println!(
-        "attempts that went to the unreachable pod: {}",
+        "attempts that went to the unreachable pod: {} (its node was dead for 2 s)",
         stats.failed_on[DEAD].load(Ordering::Relaxed)
     );
     result?;
@@ -176,7 +192,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The scenario: one pod breaks and recovers, then a rolling deploy from v1 to v2.
+/// The scenario: one pod breaks and recovers, one pod's node dies, a rolling deploy from v1
+/// to v2, a scale-down to one replica, and a restart of it with `maxSurge: 0`.
 fn play(demo: &mut Demo, r: &Resolver) -> Fallible {
     demo.pause(ms(2000), r);
     demo.set_state(1, State::Failing, "hangs up on every request", r)?;
@@ -206,7 +223,30 @@ fn play(demo: &mut Demo, r: &Resolver) -> Fallible {
         demo.pause(GRACE, r);
         demo.stop_pod(old);
     }
-    demo.pause(ms(3000), r);
+    demo.pause(ms(1000), r);
+    demo.log("~ scaled down to one replica");
+    for pod in [4, 5] {
+        demo.set_state(pod, State::Terminating, "deleted, in its preStop sleep", r)?;
+    }
+    demo.pause(GRACE, r);
+    demo.stop_pod(4);
+    demo.stop_pod(5);
+    demo.pause(ms(500), r);
+    // A restart with maxSurge 0 (maxUnavailable 1): the only pod goes first.
+    demo.log("~ rollout restart with maxSurge 0");
+    demo.set_state(
+        3,
+        State::Terminating,
+        "deleted, serving in its grace period",
+        r,
+    )?;
+    demo.start_pod(6)?;
+    demo.log(&format!("~ {} starting", PODS[6].0));
+    demo.pause(ms(500), r);
+    demo.set_state(6, State::Ready, "its readiness probe passed", r)?;
+    demo.pause(GRACE - ms(500), r);
+    demo.stop_pod(3);
+    demo.pause(ms(1500), r);
     Ok(())
 }
 
@@ -231,7 +271,7 @@ fn client(id: usize, picker: &Picker, stats: &Stats, stop: &AtomicBool) {
             }
             Err(e) => {
                 if stats.failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("request failed after {MAX_ATTEMPTS} attempts: {e}");
+                    eprintln!("request failed: {e}");
                 }
             }
         }
@@ -239,31 +279,26 @@ fn client(id: usize, picker: &Picker, stats: &Stats, stop: &AtomicBool) {
     }
 }
 
-/// Sends one request to the Service the way a custom connector should: connect to the
-/// address the [`Picker`] gives, and if the connection or the exchange fails, retry on the
-/// next picked address, up to `MAX_ATTEMPTS` times. Returns the answering pod's name and
-/// how many retries it took.
+/// Sends one request to the Service the way a custom connector should: through
+/// [`Picker::connect_with`], which picks an address, runs the exchange, reports the outcome
+/// to the picker (a failing pod is skipped for a while, then probed once) and on an error
+/// tries the next address, up to three. Returns the answering pod's name and how many
+/// attempts failed before.
 ///
-/// The picker always follows the latest snapshot, so a pod that left the Endpoints is not
+/// The picker always follows the latest snapshot, so a pod that left the Service is not
 /// picked again. Retrying covers the rest: a pod that broke but is still listed (its
-/// readiness probe has not failed yet), or one picked just before it left.
+/// readiness probe has not failed yet, or its node died), or one picked just before it left.
 fn send(picker: &Picker, request: &str, stats: &Stats) -> io::Result<(String, u32)> {
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no ready pod");
-    for attempt in 0..MAX_ATTEMPTS {
-        let Some(addr) = picker.pick() else {
-            // No ready pod at the moment: give the Service a moment to get one.
-            thread::sleep(Duration::from_millis(20));
-            continue;
-        };
-        match exchange(addr, request) {
-            Ok(pod) => return Ok((pod, attempt)),
-            Err(e) => {
-                stats.failed_attempt(addr);
-                last_error = e;
-            }
+    let mut failed = 0;
+    let pod = picker.connect_with(|addr| {
+        let result = exchange(addr, request);
+        if result.is_err() {
+            stats.failed_attempt(addr);
+            failed += 1;
         }
-    }
-    Err(last_error)
+        result
+    })?;
+    Ok((pod, failed))
 }
 
 /// One request on a new connection to `addr`: writes a line, reads `<pod>: <line>` back.
@@ -441,31 +476,34 @@ impl Demo {
         self.pods[i].backend = None; // waits for its open connections
     }
 
+    /// The pod's grace period is over: its process ends, and it leaves the EndpointSlice.
     fn stop_pod(&mut self, i: usize) {
         self.stop_backend(i);
         self.pods[i].state = State::Gone;
+        self.publish();
         self.log(&format!("x {} stopped: connections refused", PODS[i].0));
     }
 
     /// Writes the EndpointSlice as the controller would; returns the addresses a resolver
-    /// publishes, sorted.
+    /// uses, sorted.
     fn publish(&self) -> Vec<SocketAddr> {
         let mut pods = Vec::new();
-        let mut ready = Vec::new();
+        let mut used = Vec::new();
+        let any_ready = self.pods.iter().any(|slot| slot.state.ready());
         for (&(name, ip, node), slot) in PODS.iter().zip(&self.pods) {
             if let Some(pod) = slot.state.listed(Pod::new(name, ip).node(node)) {
                 pods.push(pod);
             }
-            if slot.state.ready() {
-                ready.push(SocketAddr::from((ip, self.port)));
+            if slot.state.used(any_ready) {
+                used.push(SocketAddr::from((ip, self.port)));
             }
         }
         let ports = [("tcp", Some(self.port))];
         let v4 = AddressType::Ipv4;
         self.server
             .set_endpoint_slice("demo", "echo-x7k2p", "echo", v4, &ports, &pods);
-        ready.sort();
-        ready
+        used.sort();
+        used
     }
 
     /// Changes a pod's state, updates the Endpoints if that changes them, and waits until
