@@ -115,7 +115,7 @@ fn print_change(snapshot: &Snapshot, previous: &Snapshot) {
     let diff = snapshot.diff(previous);
     let at = snapshot.published_at().unwrap_or_else(SystemTime::now);
     println!(
-        "{}  v{}  {} in use  (+{} -{} ~{} draining)",
+        "{}  v{}  {} in use  (+{} -{}, {} draining)",
         timestamp(at),
         snapshot.version(),
         snapshot.len(),
@@ -130,7 +130,8 @@ fn print_change(snapshot: &Snapshot, previous: &Snapshot) {
     for e in &diff.added {
         println!("{}", row("+", e));
     }
-    for e in &diff.removed {
+    let draining = |e: &Endpoint| diff.draining.iter().any(|d| d.addr() == e.addr());
+    for e in diff.removed.iter().filter(|e| !draining(e)) {
         println!("{}", row("-", e));
     }
     for e in &diff.draining {

@@ -502,16 +502,17 @@ impl Snapshot {
     }
 
     /// What changed from `previous` to `self`: endpoints that are used now and were not
-    /// ([`added`](Diff::added)), endpoints that were used and are not any more: because they
-    /// left or turned unready ([`removed`](Diff::removed)), or because they started
-    /// terminating ([`draining`](Diff::draining)).
+    /// ([`added`](Diff::added)), endpoints that were used and are not any more
+    /// ([`removed`](Diff::removed)), and endpoints that started terminating
+    /// ([`draining`](Diff::draining)).
     ///
     /// An endpoint whose details changed at the same address (say, the IP now belongs to
     /// another pod) shows in `added` (the new one) and `removed` (the old one). An endpoint
-    /// that started terminating shows in `draining` only, also when it is still used for want
-    /// of a ready one (then its conditions are all that changed, and it stays out of `added`
-    /// and `removed`): a connector holding a connection to it stops opening streams on it
-    /// and closes it once its in-flight work is done.
+    /// that started terminating shows in `draining`, and in `removed` too unless it is still
+    /// used for want of a ready one (its conditions alone changed then, which is no change
+    /// of use): a connector holding a connection to a removed endpoint closes it at once, or,
+    /// when the endpoint is draining, stops opening streams on it and closes it once its
+    /// in-flight work is done.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -563,10 +564,8 @@ impl Snapshot {
                 std::cmp::Ordering::Less => diff.added.extend(new.next().cloned()),
                 std::cmp::Ordering::Greater => {
                     if let Some(o) = old.next() {
-                        match started_terminating(o) {
-                            Some(t) => diff.draining.push(t.clone()),
-                            None => diff.removed.push(o.clone()),
-                        }
+                        diff.draining.extend(started_terminating(o).cloned());
+                        diff.removed.push(o.clone());
                     }
                 }
                 std::cmp::Ordering::Equal => {
@@ -631,13 +630,13 @@ impl fmt::Debug for Snapshot {
 pub struct Diff {
     /// Endpoints used in the new snapshot and not in the old one.
     pub added: Vec<Endpoint>,
-    /// Endpoints used in the old snapshot and not in the new one, except those in
-    /// `draining`: they left the Service or turned unready.
+    /// Endpoints used in the old snapshot and not in the new one: they left the Service,
+    /// turned unready, or started terminating (then they are in `draining` too).
     pub removed: Vec<Endpoint>,
-    /// Endpoints used in the old snapshot that started terminating (as the new snapshot
-    /// shows them): their pods are shutting down and finish their in-flight work. They are
-    /// in the new snapshot's [`terminating`](Snapshot::terminating), and in its endpoints
-    /// only while no endpoint is ready.
+    /// Endpoints used in the old snapshot that started terminating, as the new snapshot
+    /// shows them: their pods are shutting down and finish their in-flight work. They are in
+    /// the new snapshot's [`terminating`](Snapshot::terminating); in `removed` too, unless
+    /// the new snapshot still uses them because no endpoint is ready.
     pub draining: Vec<Endpoint>,
 }
 

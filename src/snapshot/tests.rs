@@ -83,14 +83,15 @@ fn a_change_of_the_terminating_endpoints_alone_is_a_change() {
 }
 
 #[test]
-fn an_endpoint_that_starts_terminating_is_draining_not_removed() {
+fn an_endpoint_that_starts_terminating_is_removed_and_draining() {
     let before = snapshot(&[ep(1, Ready, "a"), ep(2, Ready, "b")]);
     let after = snapshot(&[ep(1, Terminating, "a"), ep(2, Ready, "b")]);
     let diff = after.diff(&before);
     assert_eq!(lasts(&diff.draining), [1]);
     assert!(diff.draining[0].conditions().terminating, "as it is now");
-    assert!(diff.added.is_empty() && diff.removed.is_empty(), "{diff:?}");
-    assert!(!diff.is_empty());
+    assert_eq!(lasts(&diff.removed), [1]);
+    assert!(diff.removed[0].conditions().ready, "as it was");
+    assert!(diff.added.is_empty(), "{diff:?}");
     // Not serving any more makes no difference.
     let after = snapshot(&[ep(1, Gone, "a"), ep(2, Ready, "b")]);
     assert_eq!(lasts(&after.diff(&before).draining), [1]);
@@ -169,5 +170,38 @@ fn only_conditions_differ_between_the_same_pod_ready_and_terminating() {
         with(|d| d.zone = Some(Arc::from("z"))),
     ] {
         assert!(!plain.same_but_conditions(&other), "{other:?}");
+    }
+}
+
+#[test]
+fn removing_then_adding_what_a_diff_says_turns_the_old_endpoints_into_the_new() {
+    // A connector that keeps one connection per endpoint and only reads `added` and
+    // `removed` ends with exactly the endpoints in use, whatever started terminating.
+    let mut rng = crate::util::Rng::new(10);
+    let states = [Ready, Ready, Terminating, Gone];
+    let pods: [&str; 2] = ["a", "b"];
+    let mut previous = snapshot(&[]);
+    for _ in 0..2000 {
+        let mut listed = Vec::new();
+        for last in 1..=6 {
+            if rng.chance(70) {
+                listed.push(ep(last, *rng.pick(&states), pods[rng.below(2)]));
+            }
+        }
+        let current = snapshot(&listed);
+        let diff = current.diff(&previous);
+        let mut held: Vec<Endpoint> = previous.endpoints().to_vec();
+        held.retain(|e| !diff.removed.contains(e));
+        held.extend(diff.added.iter().cloned());
+        held.sort_by_key(|e| e.addr());
+        let key = |e: &Endpoint| (e.addr(), e.pod().map(str::to_owned));
+        let used: Vec<_> = current.endpoints().iter().map(key).collect();
+        let held: Vec<_> = held.iter().map(key).collect();
+        assert_eq!(held, used, "{previous:?} -> {current:?}: {diff:?}");
+        for d in &diff.draining {
+            assert!(d.conditions().terminating, "{d:?}");
+            assert!(current.terminating().contains(d), "{d:?}");
+        }
+        previous = current;
     }
 }
