@@ -151,6 +151,7 @@ impl Hub {
         self.observer = Some(observer);
     }
 
+    #[inline]
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -159,6 +160,7 @@ impl Hub {
         read(&self.current).clone()
     }
 
+    #[inline]
     pub(crate) fn health(&self) -> &Health {
         &self.health
     }
