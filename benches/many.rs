@@ -33,7 +33,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{median, rss_kib, setting, thread_count, threads_named, OtherLoad};
-use kuberesolver::testkit::{FakeApiServer, Pod, Resource};
+use kuberesolver::testkit::{AddressType, FakeApiServer, Pod, Resource};
 use kuberesolver::{Config, Resolver, Source};
 
 const NAMESPACE: &str = "many";
@@ -169,7 +169,7 @@ fn populate(server: &FakeApiServer, services: usize) {
             NAMESPACE,
             &format!("{}-abcde", service(i)),
             &service(i),
-            "IPv4",
+            AddressType::Ipv4,
             &[("grpc", Some(8080))],
             &pods,
         );

@@ -2,7 +2,7 @@
 //! new snapshot, over loopback, plain HTTP and TLS, across many updates: p50, p99, max.
 //!
 //! The server is a minimal HTTP/1.1 server written here (std `TcpListener`, rustls for TLS
-//! with the test certificate of `tests/certs/`): it answers the LIST with a JSON list, then
+//! with the test certificate of `src/testkit/certs/`): it answers the LIST with a JSON list, then
 //! the WATCH with a chunked stream that this bench writes to itself, so the clock starts
 //! right before the event's chunk is written. The clock stops when `Updates::recv` returns
 //! the snapshot on the bench's thread: the path measured is TCP (and TLS) → ureq's chunked

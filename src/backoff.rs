@@ -1,28 +1,54 @@
-//! The retry policy: capped exponential backoff with jitter, as a value the state machine owns.
+//! The retry policy: capped exponential backoff with jitter. [`Backoff`] is the public
+//! setting; [`Delays`] is its running state, a value the state machine owns.
 //!
 //! Delay `n` (counting from 0) is drawn uniformly from `[floor, min(cap, initial × 2ⁿ)]`:
 //! full jitter above a small floor, so a thousand clients that lost the same API server spread
 //! their retries over the whole window, and none of them retries in a hot loop. A server's
 //! `Retry-After` is a lower bound (itself capped), with up to a second of jitter on top.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-/// Backoff settings.
+use crate::util::{at_most_a_year, Rng};
+
+/// How long a resolver waits before it retries after a failure: capped exponential backoff
+/// with jitter. Set it with [`Builder::backoff`](crate::Builder::backoff).
+///
+/// Delay `n` (counting from 0) is drawn uniformly from `[floor, min(cap, initial × 2ⁿ)]`, so
+/// the first delay is in `[floor, initial]` and each later window's upper end doubles, never
+/// past `cap`. A server's `Retry-After` is waited out too, up to `cap`. The count starts again
+/// once a watch is healthy. Defaults: `initial` 1 s, `floor` 500 ms, `cap` 30 s.
+///
+/// Each bound has its own setter, so none can be passed for another. Durations over a year
+/// count as a year; a `cap` below `floor` is raised to `floor`, and `initial` is kept within
+/// `[floor, cap]`, whatever the order of the setters.
+///
+/// ```
+/// use std::time::Duration;
+/// use kuberesolver::{Backoff, Resolver};
+///
+/// // Retry sooner, and never wait more than 10 s.
+/// let backoff = Backoff::new()
+///     .initial(Duration::from_millis(500))
+///     .floor(Duration::from_millis(100))
+///     .cap(Duration::from_secs(10));
+/// let builder = Resolver::builder("kubernetes:///echo.prod:grpc").backoff(backoff);
+/// assert_eq!(Backoff::new(), Backoff::default());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct BackoffPolicy {
+#[must_use = "a Backoff does nothing until it is given to Builder::backoff"]
+pub struct Backoff {
     /// The upper bound of the first delay.
-    pub initial: Duration,
-    /// No delay is shorter (except when the policy is all zeros, for tests).
-    pub floor: Duration,
+    pub(crate) initial: Duration,
+    /// No delay is shorter (except when all three are zero, for tests).
+    pub(crate) floor: Duration,
     /// No delay is longer, Retry-After included.
-    pub cap: Duration,
+    pub(crate) cap: Duration,
 }
 
-impl Default for BackoffPolicy {
+impl Default for Backoff {
+    /// `initial` 1 s, `floor` 500 ms, `cap` 30 s.
     fn default() -> Self {
-        BackoffPolicy {
+        Backoff {
             initial: Duration::from_secs(1),
             floor: Duration::from_millis(500),
             cap: Duration::from_secs(30),
@@ -30,17 +56,52 @@ impl Default for BackoffPolicy {
     }
 }
 
-/// The backoff state: how many failures in a row, and a random source.
+impl Backoff {
+    /// The defaults: `initial` 1 s, `floor` 500 ms, `cap` 30 s.
+    pub fn new() -> Backoff {
+        Backoff::default()
+    }
+
+    /// The upper end of the first delay's window; each later window's doubles. Default: 1 s.
+    pub fn initial(mut self, initial: Duration) -> Backoff {
+        self.initial = at_most_a_year(initial);
+        self
+    }
+
+    /// The shortest delay: no retry comes sooner. Default: 500 ms.
+    pub fn floor(mut self, floor: Duration) -> Backoff {
+        self.floor = at_most_a_year(floor);
+        self
+    }
+
+    /// The longest delay, a server's `Retry-After` included. Default: 30 s.
+    pub fn cap(mut self, cap: Duration) -> Backoff {
+        self.cap = at_most_a_year(cap);
+        self
+    }
+
+    /// The bounds made consistent: `cap` at least `floor`, `initial` within `[floor, cap]`.
+    pub(crate) fn normalized(self) -> Backoff {
+        let cap = self.cap.max(self.floor);
+        Backoff {
+            initial: self.initial.max(self.floor).min(cap),
+            floor: self.floor,
+            cap,
+        }
+    }
+}
+
+/// The running state of a [`Backoff`]: how many failures in a row, and a random source.
 #[derive(Debug)]
-pub(crate) struct Backoff {
-    policy: BackoffPolicy,
+pub(crate) struct Delays {
+    policy: Backoff,
     failures: u32,
     rng: Rng,
 }
 
-impl Backoff {
-    pub(crate) fn new(policy: BackoffPolicy, seed: u64) -> Backoff {
-        Backoff {
+impl Delays {
+    pub(crate) fn new(policy: Backoff, seed: u64) -> Delays {
+        Delays {
             policy,
             failures: 0,
             rng: Rng::new(seed),
@@ -64,10 +125,10 @@ impl Backoff {
             .unwrap_or(p.cap)
             .min(p.cap)
             .max(p.floor);
-        let jittered = p.floor + self.rng.below(ceiling - p.floor);
+        let jittered = p.floor + self.rng.up_to(ceiling - p.floor);
         match retry_after {
             Some(wait) => {
-                let spread = self.rng.below(Duration::from_secs(1).min(p.cap));
+                let spread = self.rng.up_to(Duration::from_secs(1).min(p.cap));
                 jittered
                     .max(wait.min(p.cap).saturating_add(spread))
                     .min(p.cap)
@@ -82,49 +143,10 @@ impl Backoff {
     }
 }
 
-/// xorshift64*: small, fast, good enough for jitter. Not for anything secret.
-#[derive(Debug)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    /// A seed that differs per process and per call.
-    pub(crate) fn entropy() -> u64 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
-        );
-        h.finish()
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[0, bound]` at nanosecond resolution.
-    pub(crate) fn below(&mut self, bound: Duration) -> Duration {
-        let nanos = bound.as_nanos().min(u64::MAX as u128) as u64;
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.next_u64() % (nanos + 1).max(1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::A_YEAR;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
@@ -133,7 +155,7 @@ mod tests {
     #[test]
     fn first_delay_is_between_half_a_second_and_a_second() {
         for seed in 0..1000 {
-            let d = Backoff::new(BackoffPolicy::default(), seed).next_delay(None);
+            let d = Delays::new(Backoff::default(), seed).next_delay(None);
             assert!(d >= secs(0.5) && d <= secs(1.0), "{d:?}");
         }
     }
@@ -141,7 +163,7 @@ mod tests {
     #[test]
     fn delays_grow_then_stay_under_the_cap_for_every_seed() {
         for seed in 0..500 {
-            let mut b = Backoff::new(BackoffPolicy::default(), seed);
+            let mut b = Delays::new(Backoff::default(), seed);
             for n in 0..40u32 {
                 let d = b.next_delay(None);
                 let ceiling = secs(2f64.powi(n.min(10) as i32))
@@ -155,7 +177,7 @@ mod tests {
 
     #[test]
     fn jitter_spreads_delays_over_the_window() {
-        let mut b = Backoff::new(BackoffPolicy::default(), 7);
+        let mut b = Delays::new(Backoff::default(), 7);
         for _ in 0..6 {
             b.next_delay(None);
         }
@@ -169,7 +191,7 @@ mod tests {
     /// backoff: from a stream of its own random numbers.
     fn first_delays_of(n: usize, seeds: &mut Rng) -> Vec<Duration> {
         (0..n)
-            .map(|_| Backoff::new(BackoffPolicy::default(), seeds.next_u64()).next_delay(None))
+            .map(|_| Delays::new(Backoff::default(), seeds.next_u64()).next_delay(None))
             .collect()
     }
 
@@ -199,14 +221,14 @@ mod tests {
         assert_eq!(seeds.len(), 1000);
         let delays: std::collections::HashSet<Duration> = seeds
             .iter()
-            .map(|&seed| Backoff::new(BackoffPolicy::default(), seed).next_delay(None))
+            .map(|&seed| Delays::new(Backoff::default(), seed).next_delay(None))
             .collect();
         assert!(delays.len() > 990, "{} distinct first delays", delays.len());
     }
 
     #[test]
     fn reset_starts_again_from_the_first_delay() {
-        let mut b = Backoff::new(BackoffPolicy::default(), 3);
+        let mut b = Delays::new(Backoff::default(), 3);
         for _ in 0..10 {
             b.next_delay(None);
         }
@@ -218,11 +240,32 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_and_capped() {
         for seed in 0..200 {
-            let mut b = Backoff::new(BackoffPolicy::default(), seed);
+            let mut b = Delays::new(Backoff::default(), seed);
             let d = b.next_delay(Some(secs(5.0)));
             assert!(d >= secs(5.0) && d <= secs(6.0), "{d:?}");
             let d = b.next_delay(Some(secs(3600.0)));
             assert!(d <= secs(30.0) && d >= secs(29.0), "{d:?}");
         }
+    }
+
+    #[test]
+    fn bounds_are_made_consistent_whatever_the_order_of_the_setters() {
+        let ms = Duration::from_millis;
+        let bounds = |b: Backoff| {
+            let b = b.normalized();
+            (b.initial, b.floor, b.cap)
+        };
+        assert_eq!(bounds(Backoff::new()), (secs(1.0), ms(500), secs(30.0)));
+        let low_cap = Backoff::new().cap(ms(100)).floor(ms(300)).initial(ms(50));
+        assert_eq!(bounds(low_cap), (ms(300), ms(300), ms(300)));
+        let high_initial = Backoff::new().initial(ms(900)).cap(ms(400));
+        assert_eq!(bounds(high_initial), (ms(500), ms(500), ms(500)));
+        let wide = Backoff::new().floor(ms(10)).initial(ms(20)).cap(ms(30));
+        assert_eq!(bounds(wide), (ms(20), ms(10), ms(30)));
+        let huge = Backoff::new()
+            .initial(Duration::MAX)
+            .floor(Duration::MAX)
+            .cap(Duration::MAX);
+        assert_eq!(bounds(huge), (A_YEAR, A_YEAR, A_YEAR));
     }
 }

@@ -15,10 +15,11 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout};
 use ureq::Body;
 
-use crate::auth::{TokenConnector, PLACEHOLDER};
-use crate::config::{Prepared, TokenSource};
+use crate::config::ServerAccess;
+use crate::credentials::{TokenConnector, TokenSource, PLACEHOLDER};
 use crate::decode::{decode_list, decode_status, Listed};
-use crate::source::Resource;
+use crate::source::Api;
+use crate::util::printable;
 use crate::Error;
 
 /// The largest error body we read; the rest is dropped.
@@ -56,15 +57,15 @@ pub(crate) struct WatchStream {
 }
 
 impl Client {
-    pub(crate) fn new(prepared: &Prepared, timeouts: Timeouts) -> Client {
-        let roots = match &prepared.ca {
+    pub(crate) fn new(access: &ServerAccess, timeouts: Timeouts) -> Client {
+        let roots = match &access.ca {
             Some(certs) => RootCerts::new_with_certs(certs),
             None => RootCerts::WebPki,
         };
         let tls = TlsConfig::builder()
             .root_certs(roots)
-            .client_cert(prepared.client.clone())
-            .disable_verification(prepared.insecure)
+            .client_cert(access.client.clone())
+            .disable_verification(access.insecure)
             .build();
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
@@ -72,7 +73,7 @@ impl Client {
             .proxy(None)
             // We read error bodies ourselves: they carry the Status and Retry-After.
             .http_status_as_error(false)
-            .https_only(prepared.base.starts_with("https://"))
+            .https_only(access.base.starts_with("https://"))
             .max_redirects(0)
             .user_agent(concat!("kuberesolver/", env!("CARGO_PKG_VERSION")))
             .accept("application/json")
@@ -82,11 +83,11 @@ impl Client {
             .max_idle_connections_per_host(2)
             .build();
         let resolver = ServerNameResolver {
-            connect_to: prepared.connect_to.clone(),
+            connect_to: access.connect_to.clone(),
             inner: DefaultResolver::default(),
         };
-        let agent = match &prepared.token {
-            // The token goes in below ureq's request logging: see auth.rs.
+        let agent = match &access.token {
+            // The token goes in below ureq's request logging: see credentials/wire.rs.
             Some(token) => ureq::Agent::with_parts(
                 config,
                 DefaultConnector::new().chain(TokenConnector {
@@ -98,9 +99,9 @@ impl Client {
         };
         Client {
             agent,
-            base: prepared.base.clone(),
-            host: prepared.host_header.clone(),
-            token: prepared.token.clone(),
+            base: access.base.clone(),
+            host: access.host_header.clone(),
+            token: access.token.clone(),
         }
     }
 
@@ -131,7 +132,7 @@ impl Client {
     /// LIST the Service's objects.
     pub(crate) fn list(
         &self,
-        resource: Resource,
+        resource: Api,
         namespace: &str,
         service: &str,
     ) -> Result<Listed, Error> {
@@ -160,7 +161,7 @@ impl Client {
     /// WATCH from `resource_version`; the server ends the stream after `timeout_seconds`.
     pub(crate) fn watch(
         &self,
-        resource: Resource,
+        resource: Api,
         namespace: &str,
         service: &str,
         resource_version: &str,
@@ -223,7 +224,7 @@ fn query_escape(value: &str) -> String {
 /// Pass 2xx through; turn anything else into an API error with the Status message.
 fn check(
     response: Response<Body>,
-    resource: Resource,
+    resource: Api,
     namespace: &str,
     service: &str,
     verb: &str,
@@ -267,26 +268,6 @@ fn check(
     Err(Error::api(status, reason, text, retry_after))
 }
 
-/// A body or message shown in an error or a log line: at most 300 characters, control
-/// characters escaped, so a hostile server cannot forge log lines.
-pub(crate) fn printable(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == 300 {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn transport_error(e: &ureq::Error, path: &str) -> Error {
     let path = path.split('?').next().unwrap_or(path);
     Error::transport(format!("GET {path}: {e}"))
@@ -300,11 +281,5 @@ mod tests {
     fn resource_versions_are_escaped_as_opaque_strings() {
         assert_eq!(query_escape("12345"), "12345");
         assert_eq!(query_escape("a b&c=d"), "a%20b%26c%3Dd");
-    }
-
-    #[test]
-    fn printable_escapes_control_characters_and_caps_length() {
-        assert_eq!(printable(b"line\nforged"), "line\\nforged");
-        assert_eq!(printable(&[b'x'; 1000]).chars().count(), 301);
     }
 }

@@ -1,10 +1,15 @@
 //! Entry points for the fuzz targets in `fuzz/` and the corpus replay tests: not a stable
 //! API (behind the `fuzzing` feature, hidden from the docs).
 
-use crate::decode::{decode_event, decode_list, Line, LineSplitter, WatchEvent};
-use crate::source::Resource;
-use crate::state::State;
+use crate::decode::{decode_event, decode_list, WatchEvent};
+use crate::lines::{Line, LineSplitter};
+use crate::merge::Objects;
+use crate::source::Api;
 use crate::Port;
+
+/// The crate's xorshift64* generator, for the seeded tests (`tests/chaos.rs`,
+/// `tests/fuzz_corpus.rs`), so that they and the library share one implementation.
+pub use crate::util::Rng;
 
 /// Split `stream` into chunks whose sizes cycle through `chunk_sizes` (0 counts as 1), run
 /// the line splitter and the event decoder for both resources, and return a printable trace
@@ -27,7 +32,7 @@ pub fn decode_stream(stream: &[u8], chunk_sizes: &[u8], max_line: usize) -> Vec<
             match line {
                 Line::TooLong => trace.push("too long".to_string()),
                 Line::Complete(line) => {
-                    for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+                    for resource in [Api::Endpoints, Api::EndpointSlices] {
                         trace.push(match decode_event(line, resource) {
                             Ok(event) => describe(&event),
                             Err(e) => format!("error: {e}"),
@@ -49,19 +54,19 @@ fn describe(event: &WatchEvent) -> String {
 /// Returns how many endpoints each resolution gave (or `None` for an error).
 pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
     let mut out = Vec::new();
-    for resource in [Resource::Endpoints, Resource::EndpointSlices] {
+    for resource in [Api::Endpoints, Api::EndpointSlices] {
         let Ok(listed) = decode_list(json, resource) else {
             out.push(None);
             continue;
         };
-        let mut state = State::default();
-        state.replace_all(listed.items.into_iter().map(|(n, o)| (n, o.groups)));
+        let mut objects = Objects::default();
+        objects.replace_all(listed.items.into_iter().map(|(n, o)| (n, o.groups)));
         for port in [
             None,
             Some(Port::Number(80)),
             Some(Port::Name("grpc".into())),
         ] {
-            let resolved = state.resolve(port.as_ref(), "fuzz");
+            let resolved = objects.resolve(port.as_ref(), "fuzz");
             if let Ok(endpoints) = &resolved {
                 let mut sorted = endpoints.clone();
                 sorted.sort();
@@ -79,8 +84,8 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
 
 /// The decode → merge → resolve path of the watcher, without sockets, for benchmarks.
 pub struct Merger {
-    state: State,
-    resource: Resource,
+    objects: Objects,
+    resource: Api,
     port: Option<Port>,
 }
 
@@ -88,11 +93,11 @@ impl Merger {
     /// A merger for EndpointSlices (`slices == true`) or Endpoints, resolving `port`.
     pub fn new(slices: bool, port: Option<Port>) -> Merger {
         Merger {
-            state: State::default(),
+            objects: Objects::default(),
             resource: if slices {
-                Resource::EndpointSlices
+                Api::EndpointSlices
             } else {
-                Resource::Endpoints
+                Api::Endpoints
             },
             port,
         }
@@ -101,8 +106,8 @@ impl Merger {
     /// Decode one watch event line and apply it; true when the state changed.
     pub fn apply(&mut self, line: &[u8]) -> Result<bool, String> {
         match decode_event(line, self.resource).map_err(|e| e.to_string())? {
-            WatchEvent::Applied { name, object, .. } => Ok(self.state.apply(name, object.groups)),
-            WatchEvent::Deleted { name, .. } => Ok(self.state.delete(&name)),
+            WatchEvent::Applied { name, object, .. } => Ok(self.objects.apply(name, object.groups)),
+            WatchEvent::Deleted { name, .. } => Ok(self.objects.delete(&name)),
             _ => Ok(false),
         }
     }
@@ -114,7 +119,7 @@ impl Merger {
 
     /// Resolve the merged state into endpoints; returns how many.
     pub fn resolve(&mut self) -> Result<usize, String> {
-        self.state
+        self.objects
             .resolve(self.port.as_ref(), "bench")
             .map(|e| e.len())
             .map_err(|e| e.to_string())
@@ -125,7 +130,7 @@ impl Merger {
     /// Resolve the merged state into the endpoints a snapshot would hold (for benchmarks
     /// that time publishing separately).
     pub fn resolve_endpoints(&mut self) -> Result<Vec<crate::Endpoint>, String> {
-        self.state
+        self.objects
             .resolve(self.port.as_ref(), "bench")
             .map_err(|e| e.to_string())
     }
@@ -158,7 +163,7 @@ impl Splitter {
 /// The publishing side of a resolver without a watcher thread: what `Watcher::publish`
 /// does, plus the readers a `Resolver` hands out, for benchmarks.
 pub struct Publisher {
-    shared: std::sync::Arc<crate::publish::Shared>,
+    shared: std::sync::Arc<crate::publish::Hub>,
 }
 
 impl Default for Publisher {
@@ -171,7 +176,7 @@ impl Publisher {
     /// Nothing published yet (version 0).
     pub fn new() -> Publisher {
         Publisher {
-            shared: std::sync::Arc::new(crate::publish::Shared::new()),
+            shared: std::sync::Arc::new(crate::publish::Hub::new()),
         }
     }
 

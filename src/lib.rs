@@ -84,24 +84,24 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod auth;
 mod backoff;
 mod client;
 mod config;
+mod credentials;
 mod decode;
 mod error;
-mod exec;
-mod kubeconfig;
+mod lines;
 mod machine;
+mod merge;
 mod model;
 mod picker;
 mod publish;
 mod resolver;
 mod snapshot;
 mod source;
-mod state;
 mod status;
 mod target;
+mod util;
 mod watcher;
 
 #[cfg(feature = "fuzzing")]
@@ -111,6 +111,7 @@ pub mod guide;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use backoff::Backoff;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use picker::Picker;

@@ -98,7 +98,7 @@ pub(crate) struct List<'a, T> {
 /// A `meta/v1` Status: the body of API errors and of ERROR watch events.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct Status {
+pub(crate) struct StatusObject {
     pub code: Option<u16>,
     pub reason: Option<String>,
     pub message: Option<String>,

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::publish::Shared;
+use crate::publish::Hub;
 
 /// Picks addresses of the current snapshot in turn.
 ///
@@ -52,10 +52,10 @@ use crate::publish::Shared;
 /// ```
 /// # use std::net::SocketAddr;
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Config, Resolver};
 /// # let server = FakeApiServer::start()?;
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[
 ///     Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a"),
 ///     Pod::new("echo-2", [10, 0, 0, 2]).zone("eu-west-1b"),
 /// ]);
@@ -74,7 +74,7 @@ use crate::publish::Shared;
 /// ```
 #[derive(Clone)]
 pub struct Picker {
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
     cursor: Arc<AtomicUsize>,
     zone: Option<Arc<str>>,
 }
@@ -95,7 +95,7 @@ thread_local! {
 }
 
 impl Picker {
-    pub(crate) fn new(shared: Arc<Shared>) -> Picker {
+    pub(crate) fn new(shared: Arc<Hub>) -> Picker {
         Picker {
             shared,
             cursor: Arc::new(AtomicUsize::new(0)),
@@ -112,12 +112,12 @@ impl Picker {
     /// ```
     /// # use std::net::SocketAddr;
     /// # use std::time::Duration;
-    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
     /// # use kuberesolver::{Config, Resolver};
     /// # let server = FakeApiServer::start()?;
     /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a");
     /// let ports = [("grpc", Some(8080))];
-    /// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &ports, &[pod]);
+    /// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &ports, &[pod]);
     /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
     /// #     .config(Config::new(server.url()))
     /// #     .spawn()?;
@@ -259,7 +259,7 @@ mod tests {
     use super::*;
     use crate::snapshot::Endpoint;
 
-    fn publish(shared: &Shared, last_octets: &[u8]) {
+    fn publish(shared: &Hub, last_octets: &[u8]) {
         shared.publish(
             last_octets
                 .iter()
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn picks_none_when_empty_and_round_robins_over_the_snapshot() {
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Hub::new());
         let picker = Picker::new(shared.clone());
         assert_eq!(picker.pick(), None);
         publish(&shared, &[1, 2, 3]);
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn sees_a_new_snapshot_on_the_next_call() {
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Hub::new());
         let picker = Picker::new(shared.clone());
         publish(&shared, &[1]);
         assert_eq!(picker.pick(), Some(SocketAddr::from(([10, 0, 0, 1], 80))));
@@ -298,8 +298,8 @@ mod tests {
 
     #[test]
     fn pickers_of_different_resolvers_on_one_thread_do_not_mix() {
-        let a = Arc::new(Shared::new());
-        let b = Arc::new(Shared::new());
+        let a = Arc::new(Hub::new());
+        let b = Arc::new(Hub::new());
         publish(&a, &[1]);
         publish(&b, &[2]);
         let (pa, pb) = (Picker::new(a), Picker::new(b));
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_zone_aware_picker_stays_in_its_zone_and_falls_back_when_it_is_empty() {
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Hub::new());
         let endpoint = |octet: u8, zone: &str| {
             Endpoint::with_zone(SocketAddr::from(([10, 0, 0, octet], 80)), Some(zone))
         };
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn picks_are_spread_evenly_across_threads() {
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Hub::new());
         publish(&shared, &[1, 2, 3, 4]);
         let picker = Picker::new(shared);
         let counts = std::thread::scope(|s| {

@@ -9,19 +9,23 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::snapshot::{Endpoint, Snapshot};
+use crate::util::{lock, read, write};
 use crate::{Error, ErrorKind, Status};
 
 /// A stream of snapshots: each new one, latest wins.
 ///
 /// Derefs to a [`crossbeam_channel::Receiver<Snapshot>`], so `recv()`, `recv_timeout(d)`,
-/// `try_recv()`, `iter()` and `crossbeam_channel::select!` all work. A subscriber that never
-/// reads holds at most one pending snapshot, the newest. The stream starts with the current
+/// `try_recv()`, `iter()` and `crossbeam_channel::select!` all work. That makes
+/// crossbeam-channel 0.5 part of this crate's public API, on purpose: a subscriber can wait on
+/// updates and its own channels in one `select!`. A crossbeam-channel release that breaks
+/// its API would be a breaking release of this crate too (see the README's Semver notes).
+/// A subscriber that never reads holds at most one pending snapshot, the newest. The stream starts with the current
 /// snapshot when the resolver has one, and ends when the resolver is dropped.
 ///
 /// Dropping an `Updates` unsubscribes it. `&Updates` is iterable: `for snapshot in &updates`
@@ -113,8 +117,9 @@ impl Subscribers {
 /// every publish, which a latest-wins subscriber cannot).
 pub(crate) type PublishObserver = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
-/// State shared by a resolver, its watcher thread, its pickers and subscribers.
-pub(crate) struct Shared {
+/// The hub of one resolver: where its watcher thread publishes, and where its readers
+/// (pickers, subscribers, `snapshot`, `status`, `wait_ready`) read.
+pub(crate) struct Hub {
     current: RwLock<Snapshot>,
     /// The current snapshot's version, readable without a lock (for the picker).
     version: AtomicU64,
@@ -125,15 +130,10 @@ pub(crate) struct Shared {
     observer: Option<PublishObserver>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; if something did, the data is still valid.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    pub(crate) fn new() -> Shared {
+impl Hub {
+    pub(crate) fn new() -> Hub {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Shared {
+        Hub {
             current: RwLock::new(Snapshot::unresolved()),
             version: AtomicU64::new(0),
             subscribers: Mutex::new(Subscribers::default()),
@@ -159,10 +159,7 @@ impl Shared {
     }
 
     pub(crate) fn current(&self) -> Snapshot {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.current).clone()
     }
 
     /// Publish `endpoints` if they differ from the current snapshot, or if nothing was
@@ -176,7 +173,7 @@ impl Shared {
             return None;
         }
         let snapshot = Snapshot::new(current.version() + 1, endpoints);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+        *write(&self.current) = snapshot.clone();
         self.version.store(snapshot.version(), Ordering::Release);
         {
             let mut status = lock(&self.status);
@@ -346,7 +343,7 @@ mod tests {
 
     #[test]
     fn publishes_only_changes_and_versions_grow_by_one() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         assert_eq!(
             shared.publish(endpoints(&[1])).map(|s| s.version()),
             Some(1)
@@ -362,7 +359,7 @@ mod tests {
 
     #[test]
     fn the_first_resolution_publishes_even_when_empty() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let first = shared.publish(Vec::new());
         assert_eq!(first.map(|s| s.version()), Some(1));
         assert!(shared.status().resolved);
@@ -370,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_subscriber_that_never_reads_holds_only_the_latest_snapshot() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let updates = shared.subscribe();
         for n in 1..=100u16 {
             shared.publish(endpoints(&[n]));
@@ -384,7 +381,7 @@ mod tests {
     #[cfg(feature = "testkit")]
     #[test]
     fn an_observer_sees_every_publish_that_a_subscriber_may_miss() {
-        let mut shared = Shared::new();
+        let mut shared = Hub::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         shared.observe(Box::new(move |s| lock(&record).push(s.version())));
@@ -402,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_dropped_subscriber_is_forgotten() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let kept = shared.subscribe();
         drop(shared.subscribe());
         shared.publish(endpoints(&[1]));
@@ -412,7 +409,7 @@ mod tests {
 
     #[test]
     fn dropped_subscriptions_are_swept_without_a_publish() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         shared.publish(endpoints(&[1]));
         let kept: Vec<Updates> = (0..5).map(|_| shared.subscribe()).collect();
         let mut most = 0;
@@ -440,8 +437,8 @@ mod tests {
 
     #[test]
     fn an_unresolvable_state_is_frozen_until_a_resolve_succeeds() {
-        let shared = Shared::new();
-        let sync = |shared: &Shared, at: u64| {
+        let shared = Hub::new();
+        let sync = |shared: &Hub, at: u64| {
             shared.update_status(|s| {
                 s.last_sync = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at))
             })
@@ -465,14 +462,14 @@ mod tests {
         shared.record_error(Error::transport("reset"));
         assert_eq!(shared.status().frozen_since, None);
         // Never synced: frozen from now.
-        let fresh = Shared::new();
+        let fresh = Hub::new();
         fresh.record_unresolvable(port_error());
         assert!(fresh.status().frozen_since.is_some());
     }
 
     #[test]
     fn a_new_subscriber_starts_with_the_current_snapshot() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         shared.publish(endpoints(&[7]));
         let updates = shared.subscribe();
         assert_eq!(updates.try_recv().map(|s| s.version()), Ok(1));
@@ -480,7 +477,7 @@ mod tests {
 
     #[test]
     fn stop_ends_subscriptions_and_wait_ready_reports_the_last_error() {
-        let shared = Shared::new();
+        let shared = Hub::new();
         let updates = shared.subscribe();
         shared.record_error(Error::api(403, Some("Forbidden".into()), "forbidden", None));
         let err = shared.wait_ready(Duration::from_millis(10)).unwrap_err();

@@ -12,14 +12,15 @@ use std::time::SystemTime;
 /// snapshot `ready` is always `true` and `terminating` always `false`: a pod that starts
 /// shutting down leaves the snapshot at once. `serving` is `true` unless the API says
 /// otherwise (EndpointSlices only; core/v1 Endpoints cannot say). `null` conditions mean the
-/// [`Default`]: ready, serving, not terminating.
+/// [`Default`]: ready, serving, not terminating. The API may add conditions, and so may this
+/// type (`#[non_exhaustive]`): read its fields, compare it with `Conditions::default()`.
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Conditions, Config, Resolver};
 /// # let server = FakeApiServer::start()?;
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[
 ///     Pod::new("echo-1", [10, 0, 0, 1]),
 ///     Pod::new("echo-2", [10, 0, 0, 2]).terminating(true),
 /// ]);
@@ -34,6 +35,7 @@ use std::time::SystemTime;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct Conditions {
     /// The pod passes its readiness probe and is not terminating.
     pub ready: bool,
@@ -63,11 +65,11 @@ impl Default for Conditions {
 /// ```
 /// # use std::net::{IpAddr, SocketAddr};
 /// # use std::time::Duration;
-/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Config, Resolver};
 /// # let server = FakeApiServer::start()?;
 /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).node("node-a").zone("eu-west-1a").hostname("e1");
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", "IPv4", &[("grpc", Some(8080))], &[pod]);
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[pod]);
 /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
 /// #     .config(Config::new(server.url()))
 /// #     .spawn()?;
@@ -450,7 +452,8 @@ impl fmt::Debug for Snapshot {
 
 /// The difference between two snapshots, from [`Snapshot::diff`].
 ///
-/// Both lists are sorted by address. The default is the empty difference.
+/// Both lists are sorted by address. The default is the empty difference. It may gain fields
+/// (`#[non_exhaustive]`), so it is made only by [`Snapshot::diff`] and `Diff::default()`.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -474,6 +477,7 @@ impl fmt::Debug for Snapshot {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Diff {
     /// Endpoints in the new snapshot and not in the old one.
     pub added: Vec<Endpoint>,

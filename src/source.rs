@@ -1,8 +1,10 @@
 //! Where endpoints come from: the [`Source`] a user picks, and the API resource behind it.
 //!
 //! This is the seam between the watcher, which is the same for every source, and the object
-//! model: a [`Resource`] knows its path, its selector, and how to decode its objects into
-//! the source-neutral [`Group`](crate::state::Group)s that the merge works on.
+//! model: an [`Api`] knows its path, its selector and its RBAC rule, and `decode` turns its
+//! objects into the source-neutral [`Group`](crate::merge::Group)s that the merge works on.
+//! (`Api`, not `Resource`: the testkit's public `Resource` names the same two APIs for the
+//! fake server.)
 
 use std::fmt;
 
@@ -60,17 +62,17 @@ impl fmt::Display for Source {
 
 /// A concrete API resource the watcher lists and watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Resource {
+pub(crate) enum Api {
     Endpoints,
     EndpointSlices,
 }
 
-impl Resource {
+impl Api {
     /// The collection path in `namespace`.
     pub(crate) fn collection(self, namespace: &str) -> String {
         match self {
-            Resource::Endpoints => format!("/api/v1/namespaces/{namespace}/endpoints"),
-            Resource::EndpointSlices => {
+            Api::Endpoints => format!("/api/v1/namespaces/{namespace}/endpoints"),
+            Api::EndpointSlices => {
                 format!("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices")
             }
         }
@@ -80,8 +82,8 @@ impl Resource {
     /// labels (checked by the target grammar), so they need no escaping.
     pub(crate) fn selector(self, service: &str) -> String {
         match self {
-            Resource::Endpoints => format!("fieldSelector=metadata.name%3D{service}"),
-            Resource::EndpointSlices => {
+            Api::Endpoints => format!("fieldSelector=metadata.name%3D{service}"),
+            Api::EndpointSlices => {
                 format!("labelSelector=kubernetes.io%2Fservice-name%3D{service}")
             }
         }
@@ -90,29 +92,29 @@ impl Resource {
     /// The `Source` this resource implements, for `status()`.
     pub(crate) fn source(self) -> Source {
         match self {
-            Resource::Endpoints => Source::Endpoints,
-            Resource::EndpointSlices => Source::EndpointSlices,
+            Api::Endpoints => Source::Endpoints,
+            Api::EndpointSlices => Source::EndpointSlices,
         }
     }
 
     /// The RBAC rule a Role needs for this resource.
     pub(crate) fn rbac_rule(self) -> &'static str {
         match self {
-            Resource::Endpoints => {
+            Api::Endpoints => {
                 "apiGroups: [\"\"], resources: [\"endpoints\"], verbs: [\"get\", \"list\", \"watch\"]"
             }
-            Resource::EndpointSlices => {
+            Api::EndpointSlices => {
                 "apiGroups: [\"discovery.k8s.io\"], resources: [\"endpointslices\"], verbs: [\"list\", \"watch\"]"
             }
         }
     }
 }
 
-impl fmt::Display for Resource {
+impl fmt::Display for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Resource::Endpoints => "endpoints",
-            Resource::EndpointSlices => "endpointslices",
+            Api::Endpoints => "endpoints",
+            Api::EndpointSlices => "endpointslices",
         })
     }
 }

@@ -12,27 +12,29 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 
-use crate::backoff::{Backoff, BackoffPolicy, Rng};
-use crate::client::{printable, Client};
-use crate::decode::{decode_event, not_an_event, Line, LineSplitter, WatchEvent};
+use crate::backoff::{Backoff, Delays};
+use crate::client::Client;
+use crate::decode::{decode_event, not_an_event, WatchEvent};
+use crate::lines::{Line, LineSplitter};
 use crate::machine::{Command, Machine, Outcome, WatchError};
-use crate::publish::Shared;
-use crate::source::Resource;
-use crate::state::{Normalized, State};
+use crate::merge::{Group, ObjectGroups, Objects};
+use crate::publish::Hub;
+use crate::source::Api;
+use crate::util::{printable, Rng};
 use crate::{Error, Port, Source};
 
 /// A watch that stayed open this long was healthy even if it carried nothing.
 const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(5);
 
-/// What one watcher needs to know.
-pub(crate) struct Settings {
+/// The job of one watcher: which Service and port, from which source, with which timings.
+pub(crate) struct Job {
     /// The target as the user wrote it, for log lines.
     pub label: String,
     pub namespace: String,
     pub service: String,
     pub port: Option<Port>,
     pub source: Source,
-    pub backoff: BackoffPolicy,
+    pub backoff: Backoff,
     /// The server ends each watch after a random time in `[watch_timeout × 3/4, watch_timeout]`.
     pub watch_timeout: Duration,
     pub max_line: usize,
@@ -40,14 +42,16 @@ pub(crate) struct Settings {
 
 /// The watcher thread's body.
 pub(crate) struct Watcher {
-    settings: Settings,
+    job: Job,
     client: Client,
-    shared: Arc<Shared>,
+    shared: Arc<Hub>,
     stop: Receiver<()>,
     stopping: Arc<AtomicBool>,
+    /// What to do next, and the books of the loop: resourceVersion, reconnects, relists.
+    machine: Machine,
     /// The resource of the current request (the machine chooses it).
-    resource: Resource,
-    state: State,
+    resource: Api,
+    objects: Objects,
     rng: Rng,
     /// Auto only: why the last EndpointSlice list was refused, while it stays refused; kept to
     /// name both RBAC rules when Endpoints are refused too.
@@ -62,21 +66,24 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     pub(crate) fn new(
-        settings: Settings,
+        job: Job,
         client: Client,
-        shared: Arc<Shared>,
+        shared: Arc<Hub>,
         stop: Receiver<()>,
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
+        let mut rng = Rng::new(Rng::entropy());
+        let backoff = Delays::new(job.backoff, rng.next_u64());
         Watcher {
-            settings,
+            machine: Machine::new(job.source, backoff),
+            job,
             client,
             shared,
             stop,
             stopping,
-            resource: Resource::EndpointSlices,
-            state: State::default(),
-            rng: Rng::new(Rng::entropy()),
+            resource: Api::EndpointSlices,
+            objects: Objects::default(),
+            rng,
             slices_refusal: None,
             fallback_reported: false,
             fqdn_reported: std::cell::Cell::new(false),
@@ -92,25 +99,11 @@ impl Watcher {
     pub(crate) fn run(mut self) {
         // Whatever ends this thread, even a panic, ends the subscriptions and wakes wait_ready.
         let _stop = StopOnExit(self.shared.clone());
-        let backoff = Backoff::new(self.settings.backoff, self.rng.next_u64());
-        let mut machine = Machine::new(self.settings.source, backoff);
-        let mut command = machine.step(Outcome::Start);
-        let mut lists = 0u64;
-        let mut after_list = false;
-        // Auto's list of Endpoints right after a refused slice list: the same attempt.
-        let mut fallback_list = false;
+        let mut command = self.machine.step(Outcome::Start);
         while !self.stopping() {
-            let is_request = !matches!(command, Command::Wait(_));
-            if is_request && lists > 0 && !after_list && !fallback_list {
-                self.shared.update_status(|s| s.counters.reconnects += 1);
-            }
             let mut list_error = None;
             let outcome = match command {
                 Command::List { resource } => {
-                    if lists > 0 && !fallback_list {
-                        self.shared.update_status(|s| s.counters.relists += 1);
-                    }
-                    lists += 1;
                     self.resource = resource;
                     match self.list() {
                         Ok(listed) => listed,
@@ -139,23 +132,25 @@ impl Watcher {
             if self.stopping() {
                 break;
             }
-            after_list = matches!(outcome, Outcome::Listed { .. });
-            command = machine.step(outcome);
-            fallback_list = false;
+            command = self.machine.step(outcome);
+            let counts = self.machine.counts();
+            self.shared.update_status(|s| {
+                s.counters.reconnects = counts.reconnects;
+                s.counters.relists = counts.relists;
+            });
             if let Some(e) = list_error {
-                let fell_back = self.list_failed(e, &machine);
-                fallback_list = fell_back && matches!(command, Command::List { .. });
+                self.list_failed(e);
             }
             if let Command::Wait(delay) = &command {
-                debug!("{}: retrying in {delay:.1?}", self.settings.label);
+                debug!("{}: retrying in {delay:.1?}", self.job.label);
             }
         }
-        debug!("{}: watcher stopped", self.settings.label);
+        debug!("{}: watcher stopped", self.job.label);
     }
 
     fn fail(&self, error: Error) {
         if !self.stopping() {
-            warn!("{}: {error}", self.settings.label);
+            warn!("{}: {error}", self.job.label);
             self.shared.record_error(error);
         }
     }
@@ -166,14 +161,14 @@ impl Watcher {
     }
 
     fn list(&mut self) -> Result<Outcome, Error> {
-        let s = &self.settings;
+        let s = &self.job;
         let listed = self.client.list(self.resource, &s.namespace, &s.service)?;
         let resource = self.resource;
         self.shared.update_status(|st| {
             st.counters.lists += 1;
             st.source = Some(resource.source());
         });
-        if resource == Resource::EndpointSlices && self.slices_refusal.take().is_some() {
+        if resource == Api::EndpointSlices && self.slices_refusal.take().is_some() {
             info!(
                 "{}: the EndpointSlice API is allowed now; using it instead of Endpoints",
                 s.label
@@ -183,11 +178,11 @@ impl Watcher {
             .items
             .into_iter()
             .filter_map(|(name, object)| {
-                let groups = self.checked(&name, object)?;
+                let groups = self.keep_ours_and_warn(&name, object)?;
                 Some((name, groups))
             })
             .collect::<Vec<_>>();
-        self.state.replace_all(items);
+        self.objects.replace_all(items);
         self.synced();
         self.publish();
         Ok(Outcome::Listed {
@@ -195,17 +190,17 @@ impl Watcher {
         })
     }
 
-    /// Report a failed list, once the machine has decided what comes next. Returns whether
-    /// it was Auto's slice list refused (the machine falls back to Endpoints, or keeps
-    /// watching them after a probe): not a failure of the resolver.
-    fn list_failed(&mut self, e: Error, machine: &Machine) -> bool {
+    /// Report a failed list, once the machine has decided what comes next. Auto's slice list
+    /// refused (the machine falls back to Endpoints, or keeps watching them after a probe) is
+    /// not a failure of the resolver.
+    fn list_failed(&mut self, e: Error) {
         if e.status() == Some(401) {
             self.client.refresh_token();
         }
-        let refused = machine.slices_refused();
+        let refused = self.machine.slices_refused();
         match self.resource {
-            Resource::EndpointSlices if refused.is_some() && e.status() == refused => {
-                let label = &self.settings.label;
+            Api::EndpointSlices if refused.is_some() && e.status() == refused => {
+                let label = &self.job.label;
                 let what = if refused == Some(404) {
                     "missing"
                 } else {
@@ -219,38 +214,34 @@ impl Watcher {
                         "{label}: the EndpointSlice API is {what} ({e}); falling back to core/v1 \
                          Endpoints, and trying EndpointSlices again at each relist. To use \
                          EndpointSlices, grant the service account a Role rule: {}",
-                        Resource::EndpointSlices.rbac_rule()
+                        Api::EndpointSlices.rbac_rule()
                     );
                 }
                 self.slices_refusal = Some(e);
-                true
             }
             // On the fallback, an Endpoints failure also says why slices were not used: with
             // both refused, the error names both RBAC rules.
-            Resource::Endpoints if refused.is_some() => {
+            Api::Endpoints if refused.is_some() => {
                 let e = match &self.slices_refusal {
                     Some(slices) => e.after(slices),
                     None => e,
                 };
                 self.fail(e);
-                false
             }
-            _ => {
-                self.fail(e);
-                false
-            }
+            _ => self.fail(e),
         }
     }
 
-    /// Warn about what the decoder skipped, and keep the groups; `None` for an object of
-    /// another Service (reported once).
-    fn checked(&self, name: &str, object: Normalized) -> Option<Vec<crate::state::Group>> {
-        if !object.belongs_to(&self.settings.service) {
+    /// Keep the groups of an object of our Service, and warn about what the decoder skipped
+    /// (FQDN slices once, bad addresses each time); `None`, and a warning the first time, for
+    /// an object of another Service.
+    fn keep_ours_and_warn(&self, name: &str, object: ObjectGroups) -> Option<Vec<Group>> {
+        if !object.belongs_to(&self.job.service) {
             if !self.foreign_reported.replace(true) {
                 warn!(
                     "{}: the API server sent {} {name:?} of Service {:?}: it ignores the \
                      selector (a proxy or mock?); ignoring objects of other Services",
-                    self.settings.label,
+                    self.job.label,
                     self.resource,
                     printable(object.service.as_deref().unwrap_or("<none>").as_bytes())
                 );
@@ -260,7 +251,7 @@ impl Watcher {
         if !object.bad_ips.is_empty() {
             warn!(
                 "{}: {} {name:?} has addresses that are not IPs, skipped: {}",
-                self.settings.label,
+                self.job.label,
                 self.resource,
                 printable(object.bad_ips.join(", ").as_bytes())
             );
@@ -268,7 +259,7 @@ impl Watcher {
         if object.fqdn && !self.fqdn_reported.replace(true) {
             debug!(
                 "{}: ignoring FQDN EndpointSlice {name:?} (and any others)",
-                self.settings.label
+                self.job.label
             );
         }
         Some(object.groups)
@@ -277,8 +268,8 @@ impl Watcher {
     /// Merge the state into endpoints and publish them if they changed. A port problem is an
     /// error: it keeps the last good snapshot.
     fn publish(&mut self) {
-        let s = &self.settings;
-        match self.state.resolve(s.port.as_ref(), &s.service) {
+        let s = &self.job;
+        match self.objects.resolve(s.port.as_ref(), &s.service) {
             Ok(endpoints) => {
                 if let Some(snapshot) = self.shared.publish(endpoints) {
                     info!(
@@ -298,8 +289,8 @@ impl Watcher {
         }
     }
 
-    fn watch(&mut self, mut resource_version: String) -> Outcome {
-        let s = &self.settings;
+    fn watch(&mut self, resource_version: String) -> Outcome {
+        let s = &self.job;
         let window = s.watch_timeout.as_secs().max(1);
         let timeout = window - self.rng.next_u64() % (window / 4 + 1);
         let started = Instant::now();
@@ -322,7 +313,6 @@ impl Watcher {
                 let retry_after = e.retry_after();
                 self.fail(e);
                 return Outcome::WatchFailed {
-                    resource_version,
                     retry_after,
                     relist: false,
                     healthy: false,
@@ -339,12 +329,7 @@ impl Watcher {
                 .saturating_sub(Duration::from_secs(1))
                 .max(Duration::from_millis(500)),
         );
-        let outcome = self.stream(
-            &mut stream.body,
-            &mut resource_version,
-            started,
-            healthy_after,
-        );
+        let outcome = self.stream(&mut stream.body, started, healthy_after);
         self.shared.update_status(|st| st.watching = false);
         outcome
     }
@@ -353,15 +338,13 @@ impl Watcher {
     fn stream(
         &mut self,
         body: &mut impl Read,
-        resource_version: &mut String,
         started: Instant,
         healthy_after: Duration,
     ) -> Outcome {
-        let mut splitter = LineSplitter::new(self.settings.max_line);
+        let mut splitter = LineSplitter::new(self.job.max_line);
         let mut buf = vec![0u8; 64 * 1024];
         let mut progressed = false;
-        let failed = |rv: &str, relist: bool, progressed: bool| Outcome::WatchFailed {
-            resource_version: rv.to_string(),
+        let failed = |relist: bool, progressed: bool| Outcome::WatchFailed {
             retry_after: None,
             relist,
             healthy: progressed,
@@ -374,17 +357,16 @@ impl Watcher {
                         // get the same answer; relist, as client-go does after bad data.
                         if let Some(object) = not_an_event(splitter.partial()) {
                             self.fail(object.into_error());
-                            return failed(resource_version, true, progressed);
+                            return failed(true, progressed);
                         }
                         self.fail(Error::transport(
                             "the watch stream ended in the middle of an event",
                         ));
-                        return failed(resource_version, false, progressed);
+                        return failed(false, progressed);
                     }
-                    debug!("{}: watch ended; watching again", self.settings.label);
+                    debug!("{}: watch ended; watching again", self.job.label);
                     let lasted = started.elapsed();
                     return Outcome::WatchEnded {
-                        resource_version: resource_version.clone(),
                         healthy: progressed || lasted >= healthy_after,
                         lasted,
                     };
@@ -402,7 +384,7 @@ impl Watcher {
                         format!("the watch stream failed: {e}")
                     };
                     self.fail(Error::transport(message));
-                    return failed(resource_version, false, progressed);
+                    return failed(false, progressed);
                 }
             };
             splitter.push(&buf[..n]);
@@ -413,9 +395,9 @@ impl Watcher {
                     Line::TooLong => {
                         self.fail(Error::decode(format!(
                             "a watch event is longer than {} bytes; relisting",
-                            self.settings.max_line
+                            self.job.max_line
                         )));
-                        return failed(resource_version, true, progressed);
+                        return failed(true, progressed);
                     }
                 };
                 let event = match decode_event(line, self.resource) {
@@ -428,7 +410,7 @@ impl Watcher {
                                 printable(&line[..line.len().min(80)])
                             )),
                         });
-                        return failed(resource_version, true, progressed);
+                        return failed(true, progressed);
                     }
                 };
                 match event {
@@ -437,24 +419,24 @@ impl Watcher {
                         resource_version: rv,
                         object,
                     } => {
-                        dirty |= match self.checked(&name, object) {
-                            Some(groups) => self.state.apply(name, groups),
+                        dirty |= match self.keep_ours_and_warn(&name, object) {
+                            Some(groups) => self.objects.apply(name, groups),
                             // Not ours (any more): a selector would have sent DELETED.
-                            None => self.state.delete(&name),
+                            None => self.objects.delete(&name),
                         };
-                        self.advance(resource_version, rv, true);
+                        self.advance(rv, true);
                     }
                     WatchEvent::Deleted {
                         name,
                         resource_version: rv,
                     } => {
-                        dirty |= self.state.delete(&name);
-                        self.advance(resource_version, rv, true);
+                        dirty |= self.objects.delete(&name);
+                        self.advance(rv, true);
                     }
                     WatchEvent::Bookmark {
                         resource_version: rv,
                     } => {
-                        self.advance(resource_version, Some(rv), false);
+                        self.advance(Some(rv), false);
                     }
                     WatchEvent::Error {
                         code,
@@ -468,8 +450,9 @@ impl Watcher {
                         let next = match error {
                             WatchError::Expired => {
                                 debug!(
-                                    "{}: resourceVersion {resource_version} expired; relisting",
-                                    self.settings.label
+                                    "{}: resourceVersion {} expired; relisting",
+                                    self.job.label,
+                                    self.machine.resource_version().unwrap_or_default()
                                 );
                                 None
                             }
@@ -490,7 +473,6 @@ impl Watcher {
                             ));
                         }
                         return Outcome::ErrorEvent {
-                            resource_version: resource_version.clone(),
                             error,
                             healthy: progressed,
                         };
@@ -498,7 +480,7 @@ impl Watcher {
                     WatchEvent::Unknown { kind } => {
                         debug!(
                             "{}: ignoring a watch event of unknown type {:?}",
-                            self.settings.label,
+                            self.job.label,
                             printable(kind.as_bytes())
                         );
                     }
@@ -512,10 +494,8 @@ impl Watcher {
     }
 
     /// Take a new resourceVersion from an event or bookmark, and count it.
-    fn advance(&self, current: &mut String, new: Option<String>, is_event: bool) {
-        if let Some(rv) = new.filter(|rv| !rv.is_empty()) {
-            *current = rv;
-        }
+    fn advance(&mut self, resource_version: Option<String>, is_event: bool) {
+        self.machine.advance(resource_version);
         self.shared.update_status(|s| {
             if is_event {
                 s.counters.events += 1;
@@ -528,7 +508,7 @@ impl Watcher {
 }
 
 /// Marks the resolver stopped when the watcher thread ends, however it ends.
-struct StopOnExit(Arc<Shared>);
+struct StopOnExit(Arc<Hub>);
 
 impl Drop for StopOnExit {
     fn drop(&mut self) {

@@ -46,11 +46,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
+use kuberesolver::fuzzing::Rng;
 use kuberesolver::testkit::{
-    ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity, Verb,
-    TEST_CA_PEM,
+    AddressType, ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource,
+    TlsIdentity, Verb, TEST_CA_PEM,
 };
-use kuberesolver::{Conditions, Config, Resolver, Snapshot, Source, Status};
+use kuberesolver::{Backoff, Conditions, Config, Resolver, Snapshot, Source, Status};
 
 /// The schedule when `KUBERESOLVER_SOAK_SEED` is not set.
 const DEFAULT_SEED: u64 = 20_251_125;
@@ -155,44 +156,19 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
-/// xorshift64*, seeded through splitmix64 so that neighbouring seeds differ at once.
-struct Rng(u64);
+/// The crate's xorshift64*, seeded through splitmix64 so that neighbouring seeds (and streams)
+/// differ at once.
+fn seeded(seed: u64, stream: u64) -> Rng {
+    let mut z =
+        (seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Rng::new(z ^ (z >> 31))
+}
 
-impl Rng {
-    fn new(seed: u64, stream: u64) -> Rng {
-        let mut z =
-            (seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F)).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo + 1))
-    }
+/// Uniform in `lo..=hi` milliseconds.
+fn millis(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo + rng.next_u64() % (hi - lo + 1))
 }
 
 // ----- what the test compares -----
@@ -294,7 +270,7 @@ impl Writer<'_> {
         &mut self,
         view: View,
         name: &str,
-        address_type: &str,
+        address_type: AddressType,
         ports: &[(&str, Option<u16>)],
         pods: &[Pod],
     ) {
@@ -688,7 +664,11 @@ impl SlicesWorld {
             }
         }
         let pods: Vec<Pod> = s.members.iter().map(Member::to_pod).collect();
-        let family = if s.v6 { "IPv6" } else { "IPv4" };
+        let family = if s.v6 {
+            AddressType::Ipv6
+        } else {
+            AddressType::Ipv4
+        };
         out.slice(self.view(), &s.name, family, &ports, &pods);
     }
 
@@ -968,7 +948,7 @@ impl World for SlicesWorld {
                     NS,
                     "other-abcde",
                     "other",
-                    "IPv4",
+                    AddressType::Ipv4,
                     &[("grpc", Some(PORT))],
                     &pods,
                 );
@@ -1273,7 +1253,7 @@ impl<W: World> Soak<W> {
             _ => Resource::Endpoints,
         };
         let mut soak = Soak {
-            rng: Rng::new(settings.seed, settings.stream),
+            rng: seeded(settings.seed, settings.stream),
             settings,
             source,
             resource,
@@ -1315,9 +1295,10 @@ impl<W: World> Soak<W> {
             // Short waits, so that a fault costs little time and many fit in a run. (The
             // policy's own behaviour is the unit tests' and the fault table's business.)
             .backoff(
-                Duration::from_millis(30),
-                Duration::from_millis(10),
-                Duration::from_millis(200),
+                Backoff::new()
+                    .initial(Duration::from_millis(30))
+                    .floor(Duration::from_millis(10))
+                    .cap(Duration::from_millis(200)),
             )
             // Ten bookmarks' time (they come every 50 ms).
             .read_timeout(Duration::from_millis(500))
@@ -1456,7 +1437,7 @@ impl<W: World> Soak<W> {
         if self.rng.chance(15) {
             self.quiet("quiet period");
         }
-        let pause = self.rng.millis(0, 10);
+        let pause = millis(&mut self.rng, 0, 10);
         thread::sleep(pause);
     }
 
@@ -1774,7 +1755,7 @@ impl<W: World> Soak<W> {
             self.note("compacted while down");
         }
         if self.rng.chance(60) {
-            let pause = self.rng.millis(20, 400);
+            let pause = millis(&mut self.rng, 20, 400);
             thread::sleep(pause);
             self.resume();
             self.note(format!("the server listens again after {pause:?}"));

@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kuberesolver::testkit::Pod;
+use kuberesolver::testkit::{AddressType, Pod};
 use support::*;
 
 /// An example binary that `cargo test` built next to this test's binary.
@@ -23,7 +23,7 @@ fn only_pod(server: &kuberesolver::testkit::FakeApiServer, pod: Pod) {
         "prod",
         "echo-a",
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &[pod],
     );

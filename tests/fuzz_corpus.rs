@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kuberesolver::fuzzing::{decode_stream, merge_list};
+use kuberesolver::fuzzing::{decode_stream, merge_list, Rng};
 use kuberesolver::{Port, Target};
 
 /// The line cap the `event_decoder` target uses.
@@ -112,36 +112,6 @@ fn event_decoder_corpus_replays() {
 #[test]
 fn merge_corpus_replays() {
     assert!(replay("merge", merge) > 0);
-}
-
-// ---- a small deterministic PRNG (xorshift64*) ----------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() - 1)]
-    }
 }
 
 // ---- targets: parse(display(t)) == t -------------------------------------------------------

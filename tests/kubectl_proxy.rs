@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kuberesolver::testkit::{
     ChunkMode, FakeApiServer, Fault, Pod, RequestRecord, Resource, TlsIdentity,
 };
-use kuberesolver::{Config, Resolver, Source};
+use kuberesolver::{Backoff, Config, Resolver, Source};
 use support::*;
 
 const TOKEN: &str = "proxy-token-0123456789";
@@ -166,9 +166,10 @@ fn through(proxy: &KubectlProxy, source: Source) -> Resolver {
         .config(Config::new(proxy.url()))
         .source(source)
         .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(400),
+            Backoff::new()
+                .initial(Duration::from_millis(100))
+                .floor(Duration::from_millis(50))
+                .cap(Duration::from_millis(400)),
         )
         .spawn()
         .expect("spawn")
@@ -283,9 +284,7 @@ fn endpoint_slices_merge_and_follow_changes_through_kubectl_proxy() {
         missing_prerequisite("kubectl on PATH");
         return;
     };
-    let slice = |name: &str, pods: &[Pod]| {
-        server.set_endpoint_slice("prod", name, "echo", "IPv4", &[("grpc", Some(8080))], pods)
-    };
+    let slice = |name: &str, pods: &[Pod]| echo_slice(&server, name, pods);
     let all = pods(6);
     slice("echo-a", &all[..3]);
     slice("echo-b", &all[3..]);

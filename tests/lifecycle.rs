@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{Failure, FakeApiServer, Fault};
-use kuberesolver::{Config, ErrorKind, Resolver, Source};
+use kuberesolver::{Backoff, Config, ErrorKind, Resolver, Source};
 use support::*;
 
 /// The leak test holds it for writing (it counts the process's file descriptors); every
@@ -221,9 +221,10 @@ fn dropping_during_a_long_backoff_returns_within_a_second_and_leaves_no_thread()
     server.fail_next(100, Failure::InternalError);
     let r = builder(&server, "kubernetes:///ld-backoff.prod:grpc")
         .backoff(
-            Duration::from_secs(20),
-            Duration::from_secs(10),
-            Duration::from_secs(30),
+            Backoff::new()
+                .initial(Duration::from_secs(20))
+                .floor(Duration::from_secs(10))
+                .cap(Duration::from_secs(30)),
         )
         .spawn()
         .expect("spawn");
@@ -273,9 +274,10 @@ fn dropping_while_the_server_is_down_returns_within_a_second_and_leaves_no_threa
     server.stop_listening();
     let r = builder(&server, "kubernetes:///lf-down.prod:grpc")
         .backoff(
-            Duration::from_secs(20),
-            Duration::from_secs(10),
-            Duration::from_secs(30),
+            Backoff::new()
+                .initial(Duration::from_secs(20))
+                .floor(Duration::from_secs(10))
+                .cap(Duration::from_secs(30)),
         )
         .spawn()
         .expect("spawn");
@@ -409,9 +411,10 @@ fn a_server_that_accepts_and_never_answers_is_abandoned_after_the_response_timeo
     let r = plain_builder(&silent.url(), "kubernetes:///echo.prod:grpc")
         .response_timeout(Duration::from_millis(300))
         .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(400),
+            Backoff::new()
+                .initial(Duration::from_millis(100))
+                .floor(Duration::from_millis(50))
+                .cap(Duration::from_millis(400)),
         )
         .spawn()
         .expect("spawn");

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kuberesolver::{Config, ErrorKind, Resolver, Source};
+use kuberesolver::{Backoff, Config, ErrorKind, Resolver, Source};
 use support::*;
 
 const LIST: &str = r#"{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[{"metadata":{"name":"echo","resourceVersion":"7"},"subsets":[{"addresses":[{"ip":"10.0.0.1"}],"ports":[{"name":"grpc","port":8080}]}]}]}"#;
@@ -372,9 +372,10 @@ fn a_quiet_watch_without_bookmarks_that_ends_on_time_is_renewed_at_once() {
         .source(Source::Endpoints)
         .watch_timeout(Duration::from_secs(1))
         .backoff(
-            Duration::from_secs(30),
-            Duration::from_secs(20),
-            Duration::from_secs(30),
+            Backoff::new()
+                .initial(Duration::from_secs(30))
+                .floor(Duration::from_secs(20))
+                .cap(Duration::from_secs(30)),
         )
         .spawn()
         .expect("spawn");

@@ -4,8 +4,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{ChunkMode, Failure, FakeApiServer, Fault, Pod, Resource};
-use kuberesolver::{Config, ErrorKind, Snapshot, Source};
+use kuberesolver::testkit::{AddressType, ChunkMode, Failure, FakeApiServer, Fault, Pod, Resource};
+use kuberesolver::{Backoff, Config, ErrorKind, Snapshot, Source};
 use support::*;
 
 #[test]
@@ -62,7 +62,7 @@ fn service_port_names_up_to_63_characters_and_with_double_hyphens_resolve() {
         "cert-manager",
         "cert-manager-abcde",
         "cert-manager",
-        "IPv4",
+        AddressType::Ipv4,
         &slice_ports,
         &pods(2),
     );
@@ -465,9 +465,10 @@ fn too_many_requests_with_a_plain_text_body_is_retried_after_retry_after() {
     );
     let r = builder(&server, "kubernetes:///echo.prod:grpc")
         .backoff(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_secs(5),
+            Backoff::new()
+                .initial(Duration::from_millis(100))
+                .floor(Duration::from_millis(50))
+                .cap(Duration::from_secs(5)),
         )
         .spawn()
         .expect("spawn");
@@ -493,7 +494,12 @@ fn server_errors_keep_the_last_good_snapshot_and_are_retried_after_a_backoff() {
     // 2 s cap), and without it the second retry would wait at most 500 ms.
     let floor = Duration::from_millis(200);
     let r = builder(&server, "kubernetes:///echo.prod:grpc")
-        .backoff(Duration::from_millis(250), floor, Duration::from_secs(2))
+        .backoff(
+            Backoff::new()
+                .initial(Duration::from_millis(250))
+                .floor(floor)
+                .cap(Duration::from_secs(2)),
+        )
         .spawn()
         .expect("spawn");
     let good = converges_to(&r, &addrs(8080, [1, 2]));
@@ -583,9 +589,10 @@ fn dropping_the_resolver_while_it_waits_for_a_response_or_backs_off_stops_within
     server.fail_next(100, Failure::InternalError);
     let r = builder(&server, "kubernetes:///echo.prod:grpc")
         .backoff(
-            Duration::from_secs(30),
-            Duration::from_secs(20),
-            Duration::from_secs(30),
+            Backoff::new()
+                .initial(Duration::from_secs(30))
+                .floor(Duration::from_secs(20))
+                .cap(Duration::from_secs(30)),
         )
         .spawn()
         .expect("spawn");
@@ -725,9 +732,10 @@ fn a_quiet_watch_that_ends_on_time_is_renewed_at_once_even_with_a_short_timeout(
         .source(kuberesolver::Source::Endpoints)
         .watch_timeout(Duration::from_secs(2))
         .backoff(
-            Duration::from_secs(30),
-            Duration::from_secs(20),
-            Duration::from_secs(30),
+            Backoff::new()
+                .initial(Duration::from_secs(30))
+                .floor(Duration::from_secs(20))
+                .cap(Duration::from_secs(30)),
         )
         .spawn()
         .expect("spawn");

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kuberesolver::testkit::{Failure, FakeApiServer, Fault, Resource, TlsIdentity, TEST_CA_PEM};
-use kuberesolver::{Config, Resolver, Source};
+use kuberesolver::{Backoff, Config, Resolver, Source};
 use support::*;
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2VuLXZhbHVl.ZmFrZQ";
@@ -78,9 +78,10 @@ fn the_token_never_reaches_a_log_line_a_debug_output_or_an_error() {
             .config(config.clone())
             .source(Source::Endpoints)
             .backoff(
-                Duration::from_millis(50),
-                Duration::from_millis(20),
-                Duration::from_millis(200),
+                Backoff::new()
+                    .initial(Duration::from_millis(50))
+                    .floor(Duration::from_millis(20))
+                    .cap(Duration::from_millis(200)),
             )
             .spawn()
             .expect("spawn");

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use kuberesolver::testkit::{FakeApiServer, Fault, Pod, Resource};
+use kuberesolver::testkit::{AddressType, FakeApiServer, Fault, Pod, Resource};
 use kuberesolver::{Conditions, Config, Resolver, Snapshot, Source};
 use support::*;
 
@@ -33,7 +33,7 @@ fn range(ids: impl IntoIterator<Item = u32>) -> Vec<SocketAddr> {
 /// Slice `name` of service echo in prod with these pods, port grpc=8080.
 fn slice(server: &FakeApiServer, name: &str, ids: impl IntoIterator<Item = u32>) -> String {
     let pods: Vec<Pod> = ids.into_iter().map(pod).collect();
-    server.set_endpoint_slice("prod", name, "echo", "IPv4", &[("grpc", Some(8080))], &pods)
+    echo_slice(server, name, &pods)
 }
 
 fn slices_resolver(server: &FakeApiServer, source: Source) -> Resolver {
@@ -172,7 +172,7 @@ fn ready_serving_and_terminating_combinations() {
         "prod",
         "echo-a",
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &pods,
     );
@@ -181,7 +181,7 @@ fn ready_serving_and_terminating_combinations() {
         "prod",
         "echo-raw",
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &[pod(6), pod(7)],
     );
@@ -211,7 +211,7 @@ fn named_ports_are_resolved_per_slice_during_a_port_change_rollout() {
         "prod",
         "echo-old",
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &old,
     );
@@ -219,7 +219,7 @@ fn named_ports_are_resolved_per_slice_during_a_port_change_rollout() {
         "prod",
         "echo-new",
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(9090))],
         &new,
     );
@@ -248,7 +248,7 @@ fn ipv4_and_ipv6_slices_both_count() {
         "prod",
         "echo-v6",
         "echo",
-        "IPv6",
+        AddressType::Ipv6,
         &[("grpc", Some(8080))],
         &v6,
     );
@@ -264,7 +264,7 @@ fn ipv4_and_ipv6_slices_both_count() {
 #[test]
 fn an_empty_placeholder_slice_counts_as_nothing() {
     let server = cluster();
-    server.set_endpoint_slice("prod", "echo-x", "echo", "IPv4", &[], &[]);
+    server.set_endpoint_slice("prod", "echo-x", "echo", AddressType::Ipv4, &[], &[]);
     let r = slices_resolver(&server, Source::EndpointSlices);
     let first = r.wait_ready(PATIENCE).expect("resolves to empty");
     assert!(first.is_empty());

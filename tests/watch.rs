@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{Failure, FakeApiServer, Fault, Pod, RequestRecord, Verb};
+use kuberesolver::testkit::{AddressType, Failure, FakeApiServer, Fault, Pod, RequestRecord, Verb};
 use kuberesolver::{Config, ErrorKind, Resolver, Source};
 use support::*;
 
@@ -176,9 +176,14 @@ fn objects_of_other_services_from_a_server_that_ignores_selectors_are_left_out()
         let ports = [("grpc", 8080)];
         let slice_ports = [("grpc", Some(8080))];
         let set = |service: &str, slice: &str, pods: &[Pod]| match source {
-            Source::EndpointSlices => {
-                server.set_endpoint_slice("prod", slice, service, "IPv4", &slice_ports, pods)
-            }
+            Source::EndpointSlices => server.set_endpoint_slice(
+                "prod",
+                slice,
+                service,
+                AddressType::Ipv4,
+                &slice_ports,
+                pods,
+            ),
             _ => server.set_endpoints("prod", service, &ports, pods),
         };
         set("echo", "echo-a", &pods(2));
@@ -247,7 +252,7 @@ fn a_state_that_cannot_be_resolved_is_unhealthy_and_stale_until_it_resolves_agai
 #[test]
 fn watches_send_watch_true_as_kubectl_and_client_go_do() {
     let server = cluster();
-    watching(&server);
+    let _resolver = watching(&server);
     let watch = &watches(&server)[0];
     assert_eq!(watch.param("watch"), Some("true"), "{watch:?}");
 }

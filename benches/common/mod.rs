@@ -8,7 +8,7 @@ pub mod server;
 
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{endpoint_slice_object, endpoints_object, Pod};
+use kuberesolver::testkit::{endpoint_slice_object, endpoints_object, AddressType, Pod};
 use serde_json::{json, Value};
 
 /// The metadata the API server adds to every object, so that decoding skips what a real
@@ -81,7 +81,7 @@ pub fn slice_event(kind: &str, slice: u32, n: u32, generation: u32) -> Vec<u8> {
         "prod",
         &format!("echo-{slice:05}"),
         "echo",
-        "IPv4",
+        AddressType::Ipv4,
         &[("grpc", Some(8080))],
         &pods,
     );

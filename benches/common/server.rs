@@ -10,9 +10,6 @@ use kuberesolver::testkit::TEST_CA_PEM;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-const SERVER_CERT_PEM: &str = include_str!("../../tests/certs/server.pem");
-const SERVER_KEY_PEM: &str = include_str!("../../tests/certs/server.key");
-
 pub type Stream = Box<dyn ReadWrite>;
 pub trait ReadWrite: Read + Write + Send {}
 impl<T: Read + Write + Send> ReadWrite for T {}
@@ -23,10 +20,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 pub fn server_config() -> Arc<rustls::ServerConfig> {
     let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(SERVER_CERT_PEM.as_bytes())
+        CertificateDer::pem_slice_iter(kuberesolver::testkit::TEST_SERVER_CERT_PEM.as_bytes())
             .collect::<Result<_, _>>()
             .expect("server certificate");
-    let key = PrivateKeyDer::from_pem_slice(SERVER_KEY_PEM.as_bytes()).expect("server key");
+    let key = PrivateKeyDer::from_pem_slice(kuberesolver::testkit::TEST_SERVER_KEY_PEM.as_bytes())
+        .expect("server key");
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")

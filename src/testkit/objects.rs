@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
+use super::types::AddressType;
+
 /// A pod behind a Service, as the endpoints controllers would publish it.
 ///
 /// Build one with [`Pod::new`] and the builder-style setters:
@@ -18,7 +20,25 @@ use serde_json::{json, Map, Value};
 /// assert_eq!(pod.ip.to_string(), "10.0.0.7");
 /// assert!(!pod.ready);
 /// ```
+///
+/// The fields are there to read; a later release may add some (the struct is
+/// `#[non_exhaustive]`), so a struct literal does not compile outside this crate:
+///
+/// ```compile_fail
+/// use kuberesolver::testkit::Pod;
+///
+/// let pod = Pod {
+///     name: "echo-1".to_owned(),
+///     ip: [10, 0, 0, 1].into(),
+///     ready: true,
+///     terminating: false,
+///     node: None,
+///     hostname: None,
+///     zone: None,
+/// };
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pod {
     /// Pod name (goes to `targetRef.name`).
     pub name: String,
@@ -91,11 +111,11 @@ impl Pod {
     /// See [`terminating`](Pod#structfield.terminating) for how each object shows it.
     ///
     /// ```
-    /// use kuberesolver::testkit::{endpoint_slice_object, endpoints_object, Pod};
+    /// use kuberesolver::testkit::{endpoint_slice_object, endpoints_object, AddressType, Pod};
     ///
     /// let leaving = Pod::new("echo-1", [10, 0, 0, 1]).terminating(true);
     /// let pods = [leaving.clone()];
-    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", "IPv4", &[], &pods);
+    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", AddressType::Ipv4, &[], &pods);
     /// let conditions = &slice["endpoints"][0]["conditions"];
     /// assert_eq!((&conditions["ready"], &conditions["serving"]), (&false.into(), &true.into()));
     /// assert_eq!(conditions["terminating"], true);
@@ -141,10 +161,10 @@ impl Pod {
     /// Sets the zone (`zone`, in EndpointSlices only). Default: none.
     ///
     /// ```
-    /// use kuberesolver::testkit::{endpoint_slice_object, Pod};
+    /// use kuberesolver::testkit::{endpoint_slice_object, AddressType, Pod};
     ///
     /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a");
-    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", "IPv4", &[], &[pod]);
+    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", AddressType::Ipv4, &[], &[pod]);
     /// assert_eq!(slice["endpoints"][0]["zone"], "eu-west-1a");
     /// ```
     #[must_use]
@@ -259,17 +279,17 @@ pub fn endpoints_object(namespace: &str, name: &str, ports: &[(&str, u16)], pods
 ///
 /// Labels `kubernetes.io/service-name: <service>` and
 /// `endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io`;
-/// `address_type` is normally `"IPv4"` or `"IPv6"`; each pod becomes
+/// `addressType` from `address_type` (see [`AddressType`] for odd values); each pod becomes
 /// `{addresses: [ip], conditions: {ready, serving, terminating}, nodeName?, zone?,
 /// hostname?, targetRef}`; ports are `{name, port, protocol: "TCP"}` with `name: ""` when
 /// unnamed and no `port` when `None`. With no pods `endpoints` is `null`, with no ports
 /// `ports` is `null` (what a placeholder slice looks like once stored).
 ///
 /// ```
-/// use kuberesolver::testkit::{endpoint_slice_object, Pod};
+/// use kuberesolver::testkit::{endpoint_slice_object, AddressType, Pod};
 ///
 /// let obj = endpoint_slice_object(
-///     "prod", "echo-abc12", "echo", "IPv4",
+///     "prod", "echo-abc12", "echo", AddressType::Ipv4,
 ///     &[("grpc", Some(8080))],
 ///     &[Pod::new("echo-1", [10, 0, 0, 1]).ready(false)],
 /// );
@@ -280,7 +300,7 @@ pub fn endpoint_slice_object(
     namespace: &str,
     name: &str,
     service: &str,
-    address_type: &str,
+    address_type: AddressType,
     ports: &[(&str, Option<u16>)],
     pods: &[Pod],
 ) -> Value {
@@ -332,7 +352,7 @@ pub fn endpoint_slice_object(
                 "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
             },
         },
-        "addressType": address_type,
+        "addressType": address_type.as_str(),
         "endpoints": if endpoints.is_empty() { Value::Null } else { Value::Array(endpoints) },
         "ports": if ports.is_empty() { Value::Null } else { Value::Array(ports) },
     })
@@ -368,7 +388,7 @@ mod tests {
             "ns",
             "svc-x",
             "svc",
-            "IPv6",
+            AddressType::Ipv6,
             &[("", None)],
             &[Pod::new(
                 "a",
@@ -383,7 +403,7 @@ mod tests {
         assert_eq!(o["endpoints"][0]["zone"], "z");
         assert_eq!(o["ports"][0]["name"], "");
         assert!(o["ports"][0].get("port").is_none());
-        let empty = endpoint_slice_object("ns", "svc-x", "svc", "IPv4", &[], &[]);
+        let empty = endpoint_slice_object("ns", "svc-x", "svc", AddressType::Ipv4, &[], &[]);
         assert!(empty["endpoints"].is_null());
         assert!(empty["ports"].is_null());
         assert_ne!(fake_uid("a"), fake_uid("b"));

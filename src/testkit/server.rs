@@ -1,150 +1,24 @@
 //! Accept loop, connections, and request dispatch.
 
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConnection, StreamOwned};
 use serde_json::{json, Value};
 
+use super::faults::Failure;
 use super::http::{read_request, Answer, Conn, ReadError, Request};
-use super::store::{object_json, status_json, FailRule, Filter, State};
+use super::record::RequestRecord;
+use super::shared::{Flow, ServerCore, TARGET};
+use super::store::{object_json, status_json, FailRule, Filter, ServerState};
+use super::types::{Resource, Verb};
 use super::watch::{self, WatchParams};
-use super::{Failure, RequestRecord, Resource, Verb};
-
-const TARGET: &str = "kuberesolver::testkit";
-
-/// How often blocked server threads check whether their client went away.
-pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// The `Warning` header the real server adds to every core/v1 Endpoints request (1.33+).
 const ENDPOINTS_WARNING: &str =
     "299 - \"v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice\"";
-
-/// Fixed settings.
-pub(crate) struct Config {
-    pub bookmark_interval: Duration,
-    pub max_watch_timeout: Option<Duration>,
-    pub tls: Option<Arc<ServerConfig>>,
-    pub user: String,
-    /// Answer lists and watches as if they had no selectors (a careless proxy or mock).
-    pub ignore_selectors: bool,
-}
-
-/// What the server handle and every server thread share.
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    cond: Condvar,
-    pub config: Config,
-    pub threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// What a request handler tells the connection loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flow {
-    /// Read the next request.
-    KeepAlive,
-    /// Close politely.
-    Close,
-    /// Close abruptly.
-    Abort,
-}
-
-impl Shared {
-    pub fn new(state: State, config: Config) -> Shared {
-        Shared {
-            state: Mutex::new(state),
-            cond: Condvar::new(),
-            config,
-            threads: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Wakes everything waiting for a change.
-    pub fn changed(&self) {
-        self.cond.notify_all();
-    }
-
-    pub fn wait<'a>(
-        &self,
-        guard: MutexGuard<'a, State>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, State> {
-        match self.cond.wait_timeout(guard, timeout) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
-        }
-    }
-
-    /// Waits (up to `timeout`) until `done` holds; returns whether it did.
-    pub fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&State) -> bool) -> bool {
-        let end = Instant::now() + timeout;
-        let mut st = self.lock();
-        loop {
-            if done(&st) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= end {
-                return false;
-            }
-            st = self.wait(st, end - now);
-        }
-    }
-
-    /// Changes the log entry of request `record`.
-    pub fn update_record(&self, record: u64, f: impl FnOnce(&mut RequestRecord)) {
-        let mut st = self.lock();
-        if let Some(r) = st.requests.iter_mut().rev().find(|r| r.id == record) {
-            f(r);
-        }
-        drop(st);
-        self.changed();
-    }
-
-    pub fn set_status(&self, record: u64, status: u16) {
-        self.update_record(record, |r| r.status = status);
-    }
-
-    /// Whether the connection was closed by the server (shutdown, stop_listening).
-    pub fn conn_gone(st: &State, conn: u64) -> bool {
-        st.shutdown || !st.conns.contains_key(&conn)
-    }
-
-    /// Blocks until the server closes this connection or the client goes away.
-    pub fn wait_released(&self, conn: &mut Conn, conn_id: u64) {
-        loop {
-            {
-                let st = self.lock();
-                if Self::conn_gone(&st, conn_id) {
-                    return;
-                }
-                let st = self.wait(st, POLL);
-                if Self::conn_gone(&st, conn_id) {
-                    return;
-                }
-            }
-            if conn.peer_closed() {
-                return;
-            }
-        }
-    }
-
-    /// Sends `answer`, records its status, and says what to do next.
-    pub fn send(&self, conn: &mut Conn, record: u64, answer: Answer, close: bool) -> Flow {
-        self.set_status(record, answer.status);
-        match answer.write_to(conn, close) {
-            Ok(()) if close => Flow::Close,
-            Ok(()) => Flow::KeepAlive,
-            Err(_) => Flow::Abort,
-        }
-    }
-}
 
 /// Connects to the listener to wake its blocking `accept`.
 pub(crate) fn wake(addr: SocketAddr) {
@@ -159,7 +33,7 @@ pub(crate) fn wake(addr: SocketAddr) {
 }
 
 /// Accepts connections until the server stops listening.
-pub(crate) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+pub(crate) fn accept_loop(shared: Arc<ServerCore>, listener: TcpListener) {
     for incoming in listener.incoming() {
         {
             let st = shared.lock();
@@ -178,7 +52,7 @@ pub(crate) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     log::debug!(target: TARGET, "stopped listening");
 }
 
-fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
+fn spawn_connection(shared: &Arc<ServerCore>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let Ok(clone) = stream.try_clone() else {
         return;
@@ -195,11 +69,11 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
         id
     };
     shared.changed();
-    let unregister = |shared: &Shared| {
+    let unregister = |shared: &ServerCore| {
         shared.lock().conns.remove(&id);
         shared.changed();
     };
-    let conn = match &shared.config.tls {
+    let conn = match &shared.settings.tls {
         None => Conn::Plain(stream),
         Some(config) => match ServerConnection::new(config.clone()) {
             Ok(tls) => Conn::Tls(Box::new(StreamOwned::new(tls, stream))),
@@ -215,11 +89,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
         .name("fake-apiserver-conn".into())
         .spawn(move || serve_connection(&worker, id, conn));
     match spawned {
-        Ok(handle) => {
-            let mut threads = shared.threads.lock().unwrap_or_else(|e| e.into_inner());
-            threads.retain(|h| !h.is_finished());
-            threads.push(handle);
-        }
+        Ok(handle) => shared.track(handle),
         Err(e) => {
             log::debug!(target: TARGET, "cannot spawn a connection thread: {e}");
             unregister(shared);
@@ -227,7 +97,7 @@ fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream) {
     }
 }
 
-fn serve_connection(shared: &Shared, id: u64, mut conn: Conn) {
+fn serve_connection(shared: &ServerCore, id: u64, mut conn: Conn) {
     let mut buf = Vec::new();
     let flow = loop {
         let answer = match read_request(&mut conn, &mut buf) {
@@ -321,7 +191,7 @@ fn bearer(value: &str) -> Option<&str> {
 }
 
 fn record_request(
-    shared: &Shared,
+    shared: &ServerCore,
     conn: u64,
     req: Option<&Request>,
     verb: Option<Verb>,
@@ -353,7 +223,7 @@ fn record_request(
     id
 }
 
-fn take_failure(st: &mut State, verb: Option<Verb>) -> Option<Failure> {
+fn take_failure(st: &mut ServerState, verb: Option<Verb>) -> Option<Failure> {
     let pos = st
         .failures
         .iter()
@@ -453,7 +323,7 @@ fn forbidden_answer(user: &str, verb: Verb, route: &Route, name: Option<&str>) -
     status_answer(403, "Forbidden", &message, Some(&details(r, name)))
 }
 
-fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request) -> Flow {
+fn handle_request(shared: &ServerCore, conn: &mut Conn, conn_id: u64, req: &Request) -> Flow {
     let close = !req.keep_alive();
     let route = route(&req.path);
     let watch = parse_bool("watch", req.param("watch"));
@@ -503,7 +373,7 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
     };
     let name = request_name(&route, req);
     if forbidden {
-        let answer = forbidden_answer(&shared.config.user, verb, &route, name.as_deref());
+        let answer = forbidden_answer(&shared.settings.user, verb, &route, name.as_deref());
         return shared.send(conn, record, answer, close);
     }
     if disabled {
@@ -526,7 +396,10 @@ fn handle_request(shared: &Shared, conn: &mut Conn, conn_id: u64, req: &Request)
     if let Err(msg) = &watch {
         return shared.send(conn, record, bad(msg), close);
     }
-    let selector = |name: &str| req.param(name).filter(|_| !shared.config.ignore_selectors);
+    let selector = |name: &str| {
+        req.param(name)
+            .filter(|_| !shared.settings.ignore_selectors)
+    };
 
     match verb {
         Verb::Get => {

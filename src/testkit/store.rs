@@ -5,8 +5,10 @@ use std::net::TcpStream;
 
 use serde_json::{Map, Value};
 
+use super::faults::{Failure, Fault};
 use super::objects::fake_uid;
-use super::{ChunkMode, Failure, Fault, RequestRecord, Resource, Verb};
+use super::record::RequestRecord;
+use super::types::{ChunkMode, Resource, Verb};
 
 /// The first resourceVersion handed out is `INITIAL_RV + 1`.
 const INITIAL_RV: u64 = 1000;
@@ -38,7 +40,7 @@ pub(crate) struct WatchSlot {
 }
 
 /// Everything behind the server's mutex.
-pub(crate) struct State {
+pub(crate) struct ServerState {
     pub rv: u64,
     /// Watches from a resourceVersion below this get `410 Expired`.
     pub horizon: u64,
@@ -60,9 +62,9 @@ pub(crate) struct State {
     pub shutdown: bool,
 }
 
-impl State {
-    pub fn new(token: Option<String>, chunk_mode: ChunkMode) -> State {
-        State {
+impl ServerState {
+    pub fn new(token: Option<String>, chunk_mode: ChunkMode) -> ServerState {
+        ServerState {
             rv: INITIAL_RV,
             horizon: 0,
             objects: BTreeMap::new(),
@@ -91,12 +93,10 @@ impl State {
     /// Creates or replaces an object; returns the new resourceVersion.
     pub fn apply(&mut self, resource: Resource, namespace: &str, name: &str, object: Value) -> u64 {
         let key = (resource, namespace.to_owned(), name.to_owned());
+        // The caller logs a value that is not an object.
         let mut obj = match object {
             Value::Object(m) => m,
-            other => {
-                log::debug!(target: "kuberesolver::testkit", "apply: not a JSON object ({other}), storing an empty one");
-                Map::new()
-            }
+            _ => Map::new(),
         };
         obj.remove("kind");
         obj.remove("apiVersion");
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn selection_changes() {
-        let mut st = State::new(None, ChunkMode::PerEvent);
+        let mut st = ServerState::new(None, ChunkMode::PerEvent);
         let f = Filter::parse(
             Resource::EndpointSlices,
             "ns",

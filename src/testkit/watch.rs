@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::faults::Fault;
 use super::http::{write_chunk, write_last_chunk, write_stream_head, Answer, Conn};
-use super::server::{Flow, Shared, POLL};
+use super::shared::{Flow, ServerCore, POLL, TARGET};
 use super::store::{
     bookmark_line, event_line, expired_line, object_json, status_json, Filter, WatchSlot,
 };
-use super::{ChunkMode, Fault};
+use super::types::ChunkMode;
 
 /// Without `timeoutSeconds` (and without a cap) a watch lasts this long.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -45,7 +46,7 @@ enum Start {
 
 /// Serves a watch on `conn`; what happens goes into the log entry `record`.
 pub(crate) fn serve(
-    shared: &Shared,
+    shared: &ServerCore,
     conn: &mut Conn,
     conn_id: u64,
     record: u64,
@@ -53,7 +54,7 @@ pub(crate) fn serve(
     params: WatchParams,
 ) -> Flow {
     let started = Instant::now();
-    let cap = shared.config.max_watch_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let cap = shared.settings.max_watch_timeout.unwrap_or(DEFAULT_TIMEOUT);
     let timeout = match params.timeout_secs {
         Some(s) if s > 0 => Duration::from_secs(s).min(cap),
         _ => cap,
@@ -146,7 +147,7 @@ pub(crate) fn serve(
                 filter,
                 cursor,
                 deadline,
-                next_bookmark: bookmarks.then(|| started + shared.config.bookmark_interval),
+                next_bookmark: bookmarks.then(|| started + shared.settings.bookmark_interval),
                 pre_timeout: bookmarks.then(|| deadline - BOOKMARK_LEAD.min(timeout / 2)),
                 buf: Vec::new(),
                 buf_since: None,
@@ -173,7 +174,7 @@ enum Step {
 }
 
 struct Watch<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerCore,
     conn: &'a mut Conn,
     id: u64,
     conn_id: u64,
@@ -232,7 +233,7 @@ impl Watch<'_> {
         let mut st = shared.lock();
         let last_poll = Instant::now();
         loop {
-            if Shared::conn_gone(&st, self.conn_id) {
+            if ServerCore::conn_gone(&st, self.conn_id) {
                 return Step::Stop;
             }
             let mode = st.chunk_mode;
@@ -277,7 +278,7 @@ impl Watch<'_> {
                         self.pre_timeout = None;
                     }
                     if due(self.next_bookmark) {
-                        self.next_bookmark = Some(now + shared.config.bookmark_interval);
+                        self.next_bookmark = Some(now + shared.settings.bookmark_interval);
                     }
                     return Step::Bookmark(bookmark_line(self.filter.resource, self.cursor), mode);
                 }
@@ -351,7 +352,7 @@ impl Watch<'_> {
     }
 
     fn fault(&mut self, fault: Fault, mode: ChunkMode) -> io::Result<Option<Flow>> {
-        log::debug!(target: "kuberesolver::testkit", "watch {}: fault {fault:?}", self.id);
+        log::debug!(target: TARGET, "watch {}: fault {fault:?}", self.id);
         let flow = match &fault {
             Fault::EndCleanly => self.end_cleanly().map(Some),
             Fault::Reset => self.flush_buf().map(|()| Some(Flow::Abort)),

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{FakeApiServer, Fault, Pod};
-use kuberesolver::{Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
+use kuberesolver::testkit::{AddressType, FakeApiServer, Fault, Pod};
+use kuberesolver::{Backoff, Builder, Config, Error, ErrorKind, Resolver, Snapshot, Source};
 
 /// How long any wait may take before the test fails: generous, so slow CI never flakes.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -24,6 +24,12 @@ pub fn pods(n: u8) -> Vec<Pod> {
         .collect()
 }
 
+/// Sets the IPv4 slice `name` of the Service echo in prod: these pods, port grpc=8080.
+pub fn echo_slice(server: &FakeApiServer, name: &str, pods: &[Pod]) -> String {
+    let ports = [("grpc", Some(8080))];
+    server.set_endpoint_slice("prod", name, "echo", AddressType::Ipv4, &ports, pods)
+}
+
 /// The addresses `10.0.0.i:port` for each i.
 pub fn addrs(port: u16, last_octets: impl IntoIterator<Item = u8>) -> Vec<SocketAddr> {
     last_octets
@@ -35,9 +41,10 @@ pub fn addrs(port: u16, last_octets: impl IntoIterator<Item = u8>) -> Vec<Socket
 /// Retries after 50–100 ms, at most 400 ms apart: tests converge fast after a fault.
 pub fn with_fast_retries(builder: Builder) -> Builder {
     builder.backoff(
-        Duration::from_millis(100),
-        Duration::from_millis(50),
-        Duration::from_millis(400),
+        Backoff::new()
+            .initial(Duration::from_millis(100))
+            .floor(Duration::from_millis(50))
+            .cap(Duration::from_millis(400)),
     )
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::client::printable;
-use crate::config::Secret;
+use super::secret::Secret;
+use crate::util::printable;
 use crate::Error;
 
 /// How long a plugin may run.

@@ -13,7 +13,7 @@ use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
 };
 
-use crate::config::TokenSource;
+use super::token::TokenSource;
 
 /// What the `Authorization` header says until the transport replaces it.
 pub(crate) const PLACEHOLDER: &str = "kuberesolver-token-placeholder-f8d2c61a";
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn ureq_is_pinned_to_one_minor_release_because_its_unversioned_traits_are_implemented() {
-        let manifest = include_str!("../Cargo.toml");
+        let manifest = include_str!("../../Cargo.toml");
         let ureq = manifest
             .lines()
             .find(|line| line.starts_with("ureq ="))

@@ -1,4 +1,4 @@
-//! The state merge: objects from the API, normalized into [`Group`]s, merged into the sorted,
+//! The merge: objects from the API, normalized into [`Group`]s, merged into the sorted,
 //! de-duplicated endpoints of a snapshot.
 //!
 //! A group is "these endpoints × these ports": one subset of an Endpoints object, or one
@@ -59,9 +59,10 @@ pub(crate) struct Group {
     pub members: Vec<Member>,
 }
 
-/// What decoding an object found besides its groups: things to warn about, once.
+/// One object, normalized: its groups, the Service it says it belongs to, and what was
+/// skipped (to warn about, once).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Normalized {
+pub(crate) struct ObjectGroups {
     pub groups: Vec<Group>,
     /// Addresses that are not IP addresses (skipped).
     pub bad_ips: Vec<String>,
@@ -72,7 +73,7 @@ pub(crate) struct Normalized {
     pub service: Option<String>,
 }
 
-impl Normalized {
+impl ObjectGroups {
     /// Whether the object belongs to `service`. The API server selects only such objects;
     /// a proxy or mock that ignores the selector sends every object of the namespace, and
     /// those of other Services must not be merged.
@@ -107,14 +108,14 @@ fn pod_name(target_ref: &Option<crate::model::ObjectRef>) -> Option<Arc<str>> {
 }
 
 /// core/v1 Endpoints: one group per subset; `addresses` are ready, `notReadyAddresses` not.
-pub(crate) fn normalize_endpoints(object: &Endpoints) -> Normalized {
-    let mut out = Normalized {
+pub(crate) fn normalize_endpoints(object: &Endpoints) -> ObjectGroups {
+    let mut out = ObjectGroups {
         service: object
             .metadata
             .as_ref()
             .and_then(|m| m.name.as_deref())
             .map(str::to_owned),
-        ..Normalized::default()
+        ..ObjectGroups::default()
     };
     let mut names = Names::default();
     for subset in or_empty(&object.subsets) {
@@ -156,15 +157,15 @@ fn member_of_address(address: &Address, ready: bool, names: &mut Names) -> Resul
 
 /// discovery.k8s.io/v1 EndpointSlice: one group. `ready` and `serving` null mean true,
 /// `terminating` null means false, and a terminating endpoint is never ready.
-pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
-    let mut out = Normalized {
+pub(crate) fn normalize_slice(slice: &EndpointSlice) -> ObjectGroups {
+    let mut out = ObjectGroups {
         service: slice
             .metadata
             .as_ref()
             .and_then(|m| m.labels.as_ref())
             .and_then(|l| l.service_name.as_deref())
             .map(str::to_owned),
-        ..Normalized::default()
+        ..ObjectGroups::default()
     };
     if slice.address_type.as_deref() == Some("FQDN") {
         out.fqdn = true;
@@ -204,7 +205,7 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> Normalized {
 
 /// The objects of one Service, by object name, each with its resolution cached.
 #[derive(Debug, Default)]
-pub(crate) struct State {
+pub(crate) struct Objects {
     objects: BTreeMap<String, Entry>,
     /// The port the cached resolutions were made for.
     cached_for: Option<Option<Port>>,
@@ -227,7 +228,7 @@ struct Resolved {
     fatal: Option<Error>,
 }
 
-impl State {
+impl Objects {
     /// Replace everything: the result of a list.
     pub(crate) fn replace_all(&mut self, objects: impl IntoIterator<Item = (String, Vec<Group>)>) {
         self.objects = objects
@@ -419,13 +420,13 @@ mod tests {
         normalize_slice(&object).groups
     }
 
-    fn state(objects: Vec<(&str, Vec<Group>)>) -> State {
-        let mut s = State::default();
+    fn state(objects: Vec<(&str, Vec<Group>)>) -> Objects {
+        let mut s = Objects::default();
         s.replace_all(objects.into_iter().map(|(n, g)| (n.to_string(), g)));
         s
     }
 
-    fn addrs(s: &mut State, port: Option<Port>) -> Result<Vec<String>, String> {
+    fn addrs(s: &mut Objects, port: Option<Port>) -> Result<Vec<String>, String> {
         s.resolve(port.as_ref(), "echo")
             .map(|eps| eps.iter().map(|e| e.addr().to_string()).collect())
             .map_err(|e| e.to_string())
@@ -520,7 +521,7 @@ mod tests {
 
     #[test]
     fn applying_the_same_object_twice_is_not_a_change() {
-        let mut s = State::default();
+        let mut s = Objects::default();
         assert!(s.apply("echo".into(), endpoints(TWO_PORTS)));
         assert!(!s.apply("echo".into(), endpoints(TWO_PORTS)));
     }

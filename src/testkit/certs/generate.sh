@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the TEST-ONLY certificates and keys in this folder (see README.md).
 # Requires the `openssl` command-line tool (written for OpenSSL 3.0).
-# Usage: tests/certs/generate.sh   (writes next to this script)
+# Usage: src/testkit/certs/generate.sh   (writes next to this script)
 #
 # Every certificate is issued with `openssl ca` so that validity dates are fixed
 # (OpenSSL 3.0's `openssl x509` cannot set a start date): valid certificates run

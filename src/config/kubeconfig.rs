@@ -15,9 +15,10 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use crate::client::printable;
-use crate::config::{Config, PemSource};
-use crate::exec::{ClusterInfo, ExecSpec};
+use super::base64::{decode_base64, encode_base64};
+use super::{Config, PemSource, TokenSpec};
+use crate::credentials::exec::{ClusterInfo, ExecSpec};
+use crate::util::printable;
 use crate::Error;
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,12 +118,12 @@ struct Context {
 }
 
 /// Where the kubeconfig is: `KUBECONFIG` (a `:`-separated list) or `~/.kube/config`.
-pub(crate) fn locate(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+pub(super) fn locate(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
     listed(env).unwrap_or_else(|| in_home(env))
 }
 
 /// The files `KUBECONFIG` lists, when it is set and not empty.
-pub(crate) fn listed(env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<PathBuf>> {
+pub(super) fn listed(env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<PathBuf>> {
     let list = env("KUBECONFIG").filter(|l| !l.is_empty())?;
     Some(
         std::env::split_paths(&list)
@@ -132,7 +133,7 @@ pub(crate) fn listed(env: &dyn Fn(&str) -> Option<String>) -> Option<Vec<PathBuf
 }
 
 /// `~/.kube/config`, when `HOME` is set.
-pub(crate) fn in_home(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+pub(super) fn in_home(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
     env("HOME")
         .filter(|h| !h.is_empty())
         .map(|home| vec![Path::new(&home).join(".kube").join("config")])
@@ -216,7 +217,7 @@ fn read_json(file: &Path) -> Result<Option<Kubeconfig>, Error> {
 
 /// Load the current context from `files`: directly when it is one JSON file, else through
 /// `kubectl`.
-pub(crate) fn load(files: &[PathBuf], kubectl: &Path) -> Result<Config, Error> {
+pub(super) fn load(files: &[PathBuf], kubectl: &Path) -> Result<Config, Error> {
     let existing: Vec<&PathBuf> = files.iter().filter(|f| f.is_file()).collect();
     if existing.is_empty() {
         return Err(Error::config(format!(
@@ -326,7 +327,7 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
         config = config.tls_server_name(name);
     }
     if cluster.insecure_skip_tls_verify == Some(true) {
-        config = config.insecure_from_kubeconfig();
+        config.insecure = true;
     }
     if let Some(ns) = context.namespace.filter(|n| !n.is_empty()) {
         config = config.namespace(ns);
@@ -373,7 +374,7 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
     )?;
     let key = pem(user.client_key_data, user.client_key, "client-key", base)?;
     match (cert, key) {
-        (Some(cert), Some(key)) => config = config.client_identity(cert, key),
+        (Some(cert), Some(key)) => config.client = Some((cert, key)),
         (None, None) => {}
         _ => return Err(bad(format!("user {user_name:?} has a client certificate without a key, or a key without a certificate"))),
     }
@@ -394,7 +395,7 @@ fn to_config(k: Kubeconfig, origin: &Origin<'_>, source: &str) -> Result<Config,
             };
             exec.cluster = Some(ClusterInfo(exec_cluster(&server, &cluster, ca.as_deref())));
         }
-        config = config.exec(exec);
+        config.token = Some(TokenSpec::Exec(exec));
     } else if let Some(token) = user.token.filter(|t| !t.is_empty()) {
         config = config.token(token);
     } else if let Some(file) = user.token_file.filter(|f| !f.is_empty()) {
@@ -470,90 +471,10 @@ fn relative_to(base: Option<&Path>, file: &str) -> PathBuf {
     }
 }
 
-/// Standard base64 with padding, as Go encodes a `[]byte` in JSON.
-fn encode_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let bits = group
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        // A group of n bytes fills n + 1 characters; `=` pads it to four.
-        for i in 0..4 {
-            if i <= group.len() {
-                out.push(char::from(ALPHABET[(bits >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Standard base64 with padding, whitespace ignored (kubeconfig `*-data` fields).
-pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    let mut padding = 0;
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            _ => return None,
-        };
-        if padding > 0 {
-            return None;
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    (padding <= 2).then_some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_decodes_with_and_without_padding_and_rejects_junk() {
-        assert_eq!(decode_base64("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(decode_base64("aGVs\nbG8"), Some(b"hello".to_vec()));
-        assert_eq!(decode_base64(""), Some(Vec::new()));
-        assert_eq!(decode_base64("aGV$"), None);
-        assert_eq!(decode_base64("aG=Vs"), None);
-    }
-
-    #[test]
-    fn base64_encodes_as_go_does_and_decodes_back() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("hello", "aGVsbG8="),
-        ] {
-            assert_eq!(encode_base64(plain.as_bytes()), encoded);
-        }
-        let bytes: Vec<u8> = (0..=255).collect();
-        for len in 0..bytes.len() {
-            let encoded = encode_base64(&bytes[..len]);
-            assert_eq!(encoded.len() % 4, 0);
-            assert_eq!(decode_base64(&encoded).as_deref(), Some(&bytes[..len]));
-        }
-    }
+    use crate::util::fresh_dir;
 
     fn cluster(json: serde_json::Value) -> Cluster {
         serde_json::from_value(json).expect("cluster")
@@ -639,17 +560,6 @@ mod tests {
         assert!(shown.contains("api.internal"), "{shown}");
     }
 
-    /// A fresh folder for one test.
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "kuberesolver-kubeconfig-unit-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
-
     /// Writes `text` to `dir/name`, creating `dir`; returns the path.
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         std::fs::create_dir_all(dir).expect("folder");
@@ -696,7 +606,7 @@ mod tests {
 
     #[test]
     fn of_several_files_the_first_that_defines_the_user_gives_its_folder() {
-        let root = temp_dir("merged");
+        let root = fresh_dir("merged");
         let user = |dir: &str, name: &str| {
             write(
                 &root.join(dir),

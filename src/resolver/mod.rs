@@ -1,0 +1,326 @@
+//! The public handle: [`Resolver`] owns the watcher thread and hands out its readers.
+//! `builder.rs` adds the ways to make one (`Resolver::spawn`, `Resolver::builder`) and the
+//! [`Builder`] they return, so that this file and that one do not name each other.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::publish::{Hub, Updates};
+use crate::snapshot::{Addresses, Snapshot};
+use crate::{Error, Picker, Status, Target};
+
+mod builder;
+
+pub use builder::Builder;
+
+/// Resolves one Kubernetes Service to the ready addresses of its pods, and keeps them current.
+///
+/// A `Resolver` owns one watcher thread that lists and then watches the Service's endpoints.
+/// Reading (`addresses`, `snapshot`, `picker().pick()`) never waits for the network. Dropping
+/// the resolver stops the thread, interrupting a blocked read, and joins it, in well under a
+/// second. (Two things cannot be interrupted: a TCP connect to a server that drops packets,
+/// and a kubeconfig exec credential plugin that is running. Then the drop returns after 0.8 s
+/// and the thread ends by itself, within the [connect timeout](Builder::connect_timeout) or
+/// the plugin's 30 s limit.)
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kuberesolver::Resolver;
+///
+/// let resolver = Resolver::spawn("kubernetes:///echo.prod:grpc")?;
+/// let first = resolver.wait_ready(Duration::from_secs(5))?;
+/// println!("{} ready endpoints", first.len());
+/// let picker = resolver.picker();
+/// let addr = picker.pick(); // round robin over the ready endpoints
+/// # Ok::<(), kuberesolver::Error>(())
+/// ```
+///
+/// The same against a simulated cluster, the fake API server of the `testkit` feature
+/// (see the [testing guide](crate::guide::testing)):
+///
+/// ```
+/// use std::time::Duration;
+/// use kuberesolver::testkit::{FakeApiServer, Pod};
+/// use kuberesolver::{Config, Resolver, Source};
+///
+/// let server = FakeApiServer::start()?;
+/// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+/// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+///     .config(Config::new(server.url()))
+///     .source(Source::Endpoints)
+///     .spawn()?;
+/// let first = resolver.wait_ready(Duration::from_secs(5))?;
+/// assert_eq!(first.addresses()[0].to_string(), "10.0.0.1:8080");
+/// assert_eq!(resolver.picker().pick(), Some(first.addresses()[0]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Keep the resolver for as long as its addresses are wanted: dropping it stops the watcher.
+/// A resolver that is dropped at once is a warning (`#[must_use]`), as in
+/// `Resolver::spawn(target)?;`. (An explicit `let _ = Resolver::spawn(target)` drops it too,
+/// and no lint can see that; bind it to a name.)
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), kuberesolver::Error> {
+/// kuberesolver::Resolver::spawn("kubernetes:///echo.prod:grpc")?; // stopped at once
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a Resolver stops its watcher; keep it while its addresses are used"]
+pub struct Resolver {
+    target: Target,
+    shared: Arc<Hub>,
+    stopping: Arc<AtomicBool>,
+    wake: Option<Sender<()>>,
+    agent: Option<ureq::Agent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Resolver {
+    /// Wait until the first resolution and return it, or fail after `timeout` with an
+    /// [`ErrorKind::NotReady`](crate::ErrorKind::NotReady) error whose
+    /// [`cause`](Error::cause) is the last failure (a 403 with the RBAC rule to add, a
+    /// connection refused, ...).
+    ///
+    /// Returns at once when the resolver has resolved already. The first resolution may be
+    /// empty: that is the API's answer for a Service without a ready pod.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// use kuberesolver::{Config, Resolver, Source};
+    ///
+    /// let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    ///     .config(Config::new(server.url()))
+    ///     .source(Source::Endpoints)
+    ///     .spawn()?;
+    /// let first = resolver.wait_ready(Duration::from_secs(5))?;
+    /// assert_eq!((first.version(), first.len()), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Snapshot, Error> {
+        self.shared.wait_ready(timeout)
+    }
+
+    /// The current ready addresses, sorted and de-duplicated. Cheap: one `Arc` clone.
+    ///
+    /// Empty before the first resolution. The same as `snapshot().addresses()`.
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let addrs = resolver.addresses();
+    /// assert_eq!(addrs[..], [SocketAddr::from(([10, 0, 0, 1], 8080))]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn addresses(&self) -> Addresses {
+        self.shared.current().addresses()
+    }
+
+    /// The current snapshot: version, addresses and endpoint details.
+    ///
+    /// Before the first resolution, the empty snapshot of version 0. Never waits for the
+    /// network.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let snapshot = resolver.snapshot();
+    /// assert_eq!(snapshot.version(), 1);
+    /// assert_eq!(snapshot.endpoints()[0].pod(), Some("echo-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.current()
+    }
+
+    /// A new subscription to snapshots: the current one (once resolved), then each change.
+    ///
+    /// Latest wins: a subscriber that reads slowly skips to the newest snapshot. See
+    /// [`Updates`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// let updates = resolver.updates();
+    /// let first = updates.recv_timeout(Duration::from_secs(5))?;
+    /// let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+    /// server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods); // scale up
+    /// let next = updates.recv_timeout(Duration::from_secs(5))?;
+    /// assert_eq!((first.len(), next.len()), (1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn updates(&self) -> Updates {
+        self.shared.subscribe()
+    }
+
+    /// A round-robin picker over the current snapshot.
+    ///
+    /// Each call returns a picker with its own rotation; clones of one picker share theirs.
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pods = [Pod::new("echo-1", [10, 0, 0, 1]), Pod::new("echo-2", [10, 0, 0, 2])];
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &pods);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let picker = resolver.picker();
+    /// let (first, second) = (picker.pick(), picker.pick());
+    /// assert_eq!(first, Some(SocketAddr::from(([10, 0, 0, 1], 8080))));
+    /// assert_eq!(second, Some(SocketAddr::from(([10, 0, 0, 2], 8080))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn picker(&self) -> Picker {
+        Picker::new(self.shared.clone())
+    }
+
+    /// Health and counters: whether it resolved, how stale the addresses may be, the last
+    /// error, and counts of lists, watches, events and more. See [`Status`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver, Source};
+    /// # let server = FakeApiServer::start()?;
+    /// # let pod = Pod::new("echo-1", [10, 0, 0, 1]);
+    /// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .source(Source::Endpoints)
+    /// #     .spawn()?;
+    /// # resolver.wait_ready(Duration::from_secs(5))?;
+    /// let status = resolver.status();
+    /// assert!(status.resolved);
+    /// assert!(status.last_error.is_none());
+    /// println!("{} lists, {} events", status.counters.lists, status.counters.events);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// The target, with the namespace filled in.
+    ///
+    /// A target without a namespace gets the configuration's default namespace at spawn,
+    /// else `default`.
+    ///
+    /// ```
+    /// # use kuberesolver::testkit::FakeApiServer;
+    /// use kuberesolver::{Config, Resolver};
+    ///
+    /// # let server = FakeApiServer::start()?;
+    /// let resolver = Resolver::builder("kubernetes:///echo:grpc")
+    ///     .config(Config::new(server.url()))
+    ///     .spawn()?;
+    /// assert_eq!(resolver.target().namespace(), Some("default"));
+    /// assert_eq!(resolver.target().to_string(), "kubernetes:///echo.default:grpc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        // Wakes a backoff wait.
+        drop(self.wake.take());
+        // Interrupts a blocked connect-less read or a request awaiting its response.
+        if let Some(agent) = self.agent.take() {
+            agent.shutdown();
+        }
+        if let Some(thread) = self.thread.take() {
+            // Everything the thread can block in is interrupted above, except a TCP connect
+            // in progress (std and ureq cannot cancel one): a black-holed API server. Then
+            // the thread is left to finish by itself within the connect timeout, so that
+            // dropping never takes long.
+            let deadline = Instant::now() + JOIN_PATIENCE;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                log::debug!(
+                    "{}: the watcher is still connecting; it ends within the connect timeout",
+                    self.target
+                );
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("target", &self.target.to_string())
+            .field("version", &self.shared.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long dropping a resolver waits for its thread before leaving it to finish alone.
+const JOIN_PATIENCE: Duration = Duration::from_millis(800);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn the_public_handles_can_be_shared_across_threads() {
+        send_sync::<Resolver>();
+        send_sync::<crate::Picker>();
+        send_sync::<Snapshot>();
+        send_sync::<Addresses>();
+        send_sync::<Updates>();
+        send_sync::<Status>();
+        send_sync::<Error>();
+        send_sync::<crate::Config>();
+    }
+}
