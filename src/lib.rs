@@ -101,6 +101,7 @@ mod snapshot;
 mod source;
 mod status;
 mod target;
+mod tls;
 mod util;
 mod watcher;
 

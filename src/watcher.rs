@@ -342,7 +342,6 @@ impl Watcher {
         healthy_after: Duration,
     ) -> Outcome {
         let mut splitter = LineSplitter::new(self.job.max_line);
-        let mut buf = vec![0u8; 64 * 1024];
         let mut progressed = false;
         let failed = |relist: bool, progressed: bool| Outcome::WatchFailed {
             retry_after: None,
@@ -350,7 +349,7 @@ impl Watcher {
             healthy: progressed,
         };
         loop {
-            let n = match body.read(&mut buf) {
+            match splitter.read_from(body) {
                 Ok(0) => {
                     if splitter.has_partial() {
                         // One complete object and no event (a List, a Status): resuming would
@@ -371,7 +370,7 @@ impl Watcher {
                         lasted,
                     };
                 }
-                Ok(n) => n,
+                Ok(_) => {}
                 Err(e) => {
                     let timed_out = e.kind() == std::io::ErrorKind::TimedOut
                         || e.get_ref()
@@ -386,8 +385,7 @@ impl Watcher {
                     self.fail(Error::transport(message));
                     return failed(false, progressed);
                 }
-            };
-            splitter.push(&buf[..n]);
+            }
             let mut dirty = false;
             while let Some(line) = splitter.next_line() {
                 let line = match line {
