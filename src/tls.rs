@@ -60,6 +60,8 @@ static PROVIDER: LazyLock<Arc<CryptoProvider>> =
 pub(crate) fn tls_config(access: &ServerAccess) -> TlsConfig {
     let roots = match &access.ca {
         Some(certs) => RootCerts::new_with_certs(certs),
+        // Config::access refuses an https server without a CA when the webpki roots are
+        // left out, so this is only reached with them.
         None => RootCerts::WebPki,
     };
     TlsConfig::builder()

@@ -58,7 +58,8 @@ impl fmt::Debug for PemSource {
 /// ```
 ///
 /// TLS is always verified: against the configured CA (every certificate of the PEM bundle),
-/// or the Mozilla roots of `webpki-roots` when none is configured. An IP-address server
+/// or the Mozilla roots of `webpki-roots` when none is configured (the default `webpki-roots`
+/// feature; without it, an `https://` server without a CA fails at spawn). An IP-address server
 /// (`https://10.96.0.1`, `https://[fd00::1]`) is verified against the certificate's IP SANs.
 /// No proxy from the environment (`HTTPS_PROXY`) is used. `Debug` never shows the token.
 ///
