@@ -221,6 +221,6 @@ impl Publisher {
 
     /// A subscription, as `Resolver::updates`.
     pub fn updates(&self) -> crate::Updates {
-        self.shared.subscribe()
+        self.shared.subscribe(0)
     }
 }

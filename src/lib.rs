@@ -90,6 +90,7 @@ mod config;
 mod credentials;
 mod decode;
 mod error;
+mod fanout;
 mod lines;
 mod machine;
 mod merge;
@@ -104,6 +105,7 @@ mod target;
 mod tls;
 mod util;
 mod watcher;
+mod watches;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -20,7 +20,7 @@ mod validate;
 
 pub(crate) use validate::ServerAccess;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 enum TokenSpec {
     Value(Secret),
     File(PathBuf),
@@ -28,7 +28,7 @@ enum TokenSpec {
 }
 
 /// PEM, inline or in a file read at spawn.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 enum PemSource {
     File(PathBuf),
     Pem(Vec<u8>),
@@ -427,5 +427,27 @@ impl Config {
     /// ```
     pub fn default_namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
+    }
+
+    /// Whether `other` reaches the same API server as the same client: the same URL, token
+    /// (value, file or exec plugin), CA, client certificate, TLS server name and verification,
+    /// as described (files by path, as client-go keys its transports). The default namespace
+    /// is left out: it only fills in targets, which are compared after that.
+    pub(crate) fn same_client(&self, other: &Config) -> bool {
+        let Config {
+            server,
+            token,
+            ca,
+            namespace: _,
+            tls_server_name,
+            client,
+            insecure,
+        } = self;
+        *server == other.server
+            && *token == other.token
+            && *ca == other.ca
+            && *tls_server_name == other.tls_server_name
+            && *client == other.client
+            && *insecure == other.insecure
     }
 }

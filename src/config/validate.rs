@@ -103,7 +103,6 @@ impl Config {
             connect_to,
             host_header,
             token,
-            namespace: self.namespace.clone(),
         })
     }
 }
@@ -123,7 +122,6 @@ pub(crate) struct ServerAccess {
     /// With a tls-server-name: the `Host` header, the server URL's authority as written.
     pub host_header: Option<String>,
     pub token: Option<Arc<TokenSource>>,
-    pub namespace: Option<String>,
 }
 
 struct Server {
