@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # 7. Footprint: the size of examples/minimal.rs (spawn, wait_ready, print) at the size profile
-# (opt-level "z", LTO, one codegen unit, stripped) and at the release profile (opt-level 3,
-# stripped here for comparison), with the default features and, once the crate has a
-# `webpki-roots` feature, without it (`--no-default-features`: the cluster CA only); the
-# crates of `cargo tree -e normal`; and with --clean-build the clean release build time of
-# the library (a separate target dir; minutes on 2 cores).
+# (opt-level "z", LTO, one codegen unit, stripped), the same with panic = "abort" (a choice of
+# the program, not of this library: no unwinding tables or landing pads), and at the release
+# profile (opt-level 3, stripped here for comparison), with the default features and, once the
+# crate has a `webpki-roots` feature, without it (`--no-default-features`: the cluster CA
+# only); the crates of `cargo tree -e normal`; and with --clean-build the clean release build
+# time of the library (a separate target dir; minutes on 2 cores).
 #
 # Run: bash benches/footprint.sh [--clean-build]
 set -euo pipefail
@@ -17,25 +18,30 @@ else
     variants=("default")
 fi
 
-# The stripped sizes of examples/minimal with the given cargo feature flags: "size release".
-# Each build overwrites the previous one's binary, so the sizes are read right after it.
+# The stripped sizes of examples/minimal with the given cargo feature flags: "size
+# size-with-panic-abort release". Each build overwrites the previous one's binary, so the
+# sizes are read right after it.
 sizes() {
+    local z abort
     cargo build --quiet --profile size --example minimal "$@"
+    z=$(stat -c %s target/size/examples/minimal)
+    CARGO_PROFILE_SIZE_PANIC=abort cargo build --quiet --profile size --example minimal "$@"
+    abort=$(stat -c %s target/size/examples/minimal)
     cargo build --quiet --release --example minimal "$@"
     local stripped
     stripped="$(mktemp)"
     cp target/release/examples/minimal "$stripped"
     strip "$stripped"
-    echo "$(stat -c %s target/size/examples/minimal) $(stat -c %s "$stripped")"
+    echo "$z $abort $(stat -c %s "$stripped")"
     rm -f "$stripped"
 }
 
-declare -A size_z size_3
+declare -A size_z size_abort size_3
 for v in "${variants[@]}"; do
     if [[ "$v" == "default" ]]; then
-        read -r size_z[$v] size_3[$v] < <(sizes)
+        read -r size_z[$v] size_abort[$v] size_3[$v] < <(sizes)
     else
-        read -r size_z[$v] size_3[$v] < <(sizes --no-default-features)
+        read -r size_z[$v] size_abort[$v] size_3[$v] < <(sizes --no-default-features)
     fi
 done
 # The example is built with the dev-dependencies, and a dev-dependency on this crate that
@@ -71,6 +77,10 @@ if [[ -n "${size_z[no-webpki]:-}" ]]; then
     printf '%-58s %14s  %s\n' "the same without webpki-roots (--no-default-features)" "${size_z[no-webpki]}" "$(mb "${size_z[no-webpki]}"); goal ≤ 1,800,000"
 else
     printf '%-58s %14s  %s\n' "the same without webpki-roots" "-" "no webpki-roots feature yet; goal ≤ 1,800,000"
+fi
+printf '%-58s %14s  %s\n' "size profile with panic = \"abort\"" "${size_abort[default]}" "$(mb "${size_abort[default]}")"
+if [[ -n "${size_abort[no-webpki]:-}" ]]; then
+    printf '%-58s %14s  %s\n' "the same without webpki-roots" "${size_abort[no-webpki]}" "$(mb "${size_abort[no-webpki]}")"
 fi
 printf '%-58s %14s  %s\n' "release profile (opt-level 3), stripped" "${size_3[default]}" "$(mb "${size_3[default]}")"
 if [[ -n "${size_3[no-webpki]:-}" ]]; then

@@ -5,40 +5,48 @@
 //!
 //! Each measurement runs in a child process of its own (this binary with `--child`), so
 //! that the heap one scenario leaves behind does not lower the next one's RSS, and each is
-//! repeated (`RUNS`): the table gives the median and the range.
+//! repeated (`RUNS`): the table gives the median and the range. The fake API server runs in
+//! a process of its own too (this binary with `--server`, driven over its stdin and
+//! stdout), so that the RSS and threads counted are the resolvers' alone, not the server's
+//! thread per connection; `SERVER=inline` puts it in the measured process instead, as the
+//! issue 12 baseline was first measured.
 //!
 //! Baselines from the same run:
 //! - "floor": N bare threads, each with one plain socket watching its Service on the same
-//!   fake API server (a raw `GET ...?watch=true`, read into a 4 KiB buffer): the thread,
-//!   the connection and the server's side of a watch, with nothing of a resolver. Dropping
-//!   the floor shuts every socket down, then joins every thread.
-//! - "floor, 1 watch": one such thread: what N resolvers of one Service would cost if they
-//!   shared one watch.
+//!   fake API server (a raw `GET ...?watch=true`, read into a 4 KiB buffer): the thread and
+//!   the connection of a watch, with nothing of a resolver. Dropping the floor shuts every
+//!   socket down, then joins every thread.
+//! - "floor, 1 watch": one such thread: what N resolvers of one Service cost if they share
+//!   one watch.
+//!
+//! The resolvers use plain HTTP, as the floor does; the `https + token` rows (`TLS`) use the
+//! server's test certificate, its CA and a bearer token, as in a cluster.
 //!
 //! What is counted: RSS from /proc/self/status (VmRSS) after every resolver has its first
-//! snapshot and says it is watching, minus RSS before the first spawn (the server and its
-//! objects are there already); threads from /proc/self/task (the fake server's connection
-//! threads included: one per connection); the watcher threads (named `kuberesolver ...`)
-//! still alive right after the drop returned; the server's open connections and the lists
-//! and watches in its request log.
+//! snapshot and says it is watching, minus RSS before the first spawn; threads from
+//! /proc/self/task; the watcher threads (named `kuberesolver ...`) still alive right after
+//! the drop returned (a drop no longer waits for them: they end by themselves); the server's
+//! open connections and the lists and watches in its request log.
 //!
 //! Run: `cargo bench --bench many` (`N=100,1000` distinct Services, `SAME=50,1000` resolvers
-//! of one Service, `RUNS=3` repetitions of each).
+//! of one Service, `TLS=1000` resolvers on distinct Services over https with a token,
+//! `RUNS=3` repetitions of each, `SERVER=process|inline`).
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{median, rss_kib, setting, thread_count, threads_named, OtherLoad};
-use kuberesolver::testkit::{AddressType, FakeApiServer, Pod, Resource};
+use kuberesolver::testkit::{AddressType, FakeApiServer, Pod, Resource, TlsIdentity, TEST_CA_PEM};
 use kuberesolver::{Config, Resolver, Source};
 
 const NAMESPACE: &str = "many";
 const PODS: u8 = 3;
 const PATIENCE: Duration = Duration::from_secs(120);
+const TOKEN: &str = "many-bench-token";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -48,6 +56,8 @@ enum Scenario {
     Distinct,
     /// Resolvers, all on one Service.
     Same,
+    /// Resolvers, each on its own Service, over https with a token.
+    DistinctTls,
 }
 
 impl Scenario {
@@ -56,13 +66,19 @@ impl Scenario {
             Scenario::Floor => "floor",
             Scenario::Distinct => "distinct",
             Scenario::Same => "same",
+            Scenario::DistinctTls => "distinct-tls",
         }
     }
 
     fn parse(arg: &str) -> Option<Scenario> {
-        [Scenario::Floor, Scenario::Distinct, Scenario::Same]
-            .into_iter()
-            .find(|s| s.arg() == arg)
+        [
+            Scenario::Floor,
+            Scenario::Distinct,
+            Scenario::Same,
+            Scenario::DistinctTls,
+        ]
+        .into_iter()
+        .find(|s| s.arg() == arg)
     }
 
     fn label(self, n: usize) -> String {
@@ -71,7 +87,147 @@ impl Scenario {
             (Scenario::Floor, _) => "floor: thread + socket watch".into(),
             (Scenario::Distinct, _) => "resolvers, distinct Services".into(),
             (Scenario::Same, _) => "resolvers, one Service".into(),
+            (Scenario::DistinctTls, _) => "resolvers, distinct, https+token".into(),
         }
+    }
+
+    fn tls(self) -> bool {
+        self == Scenario::DistinctTls
+    }
+}
+
+/// The fake API server of a measurement: in a process of its own (the default), or in the
+/// measured process (`SERVER=inline`).
+enum Api {
+    Inline(FakeApiServer),
+    Process {
+        child: Child,
+        commands: ChildStdin,
+        answers: BufReader<ChildStdout>,
+        url: String,
+    },
+}
+
+impl Api {
+    fn start(services: usize, tls: bool) -> Api {
+        if std::env::var("SERVER").is_ok_and(|v| v == "inline") {
+            return Api::Inline(start_server(services, tls));
+        }
+        let exe = std::env::current_exe().expect("this bench's path");
+        let mut child = Command::new(exe)
+            .args([
+                "--server",
+                &services.to_string(),
+                if tls { "tls" } else { "plain" },
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the server process");
+        let commands = child.stdin.take().expect("stdin");
+        let mut answers = BufReader::new(child.stdout.take().expect("stdout"));
+        let url = read_answer(&mut answers, "URL ");
+        Api::Process {
+            child,
+            commands,
+            answers,
+            url,
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Api::Inline(server) => server.url(),
+            Api::Process { url, .. } => url.clone(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        let url = self.url();
+        let authority = url.split("://").nth(1).expect("a URL");
+        authority.parse().expect("host:port")
+    }
+
+    /// (open connections, lists, watches) the server has seen.
+    fn counts(&mut self) -> (usize, usize, usize) {
+        match self {
+            Api::Inline(server) => server_counts(server),
+            Api::Process {
+                commands, answers, ..
+            } => {
+                writeln!(commands, "counts").expect("ask the server");
+                commands.flush().expect("flush");
+                let answer = read_answer(answers, "COUNTS ");
+                let n: Vec<usize> = answer
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                (n[0], n[1], n[2])
+            }
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Api::Process { child, .. } = self {
+            // The server process this measurement started; nothing else is killed.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_answer(answers: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = answers.read_line(&mut line).expect("the server answers");
+        assert!(n > 0, "the server process ended");
+        if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+}
+
+fn start_server(services: usize, tls: bool) -> FakeApiServer {
+    let server = if tls {
+        FakeApiServer::builder()
+            .tls(TlsIdentity::test_server())
+            .token(Some(TOKEN.into()))
+            .start()
+    } else {
+        FakeApiServer::start()
+    }
+    .expect("fake API server");
+    populate(&server, services);
+    server
+}
+
+fn server_counts(server: &FakeApiServer) -> (usize, usize, usize) {
+    let requests = server.requests();
+    (
+        server.open_connections(),
+        requests.iter().filter(|r| r.is_list()).count(),
+        requests.iter().filter(|r| r.is_watch()).count(),
+    )
+}
+
+/// `--server N plain|tls`: serve N Services until stdin ends, answering `counts`.
+fn server_process(args: &[String]) {
+    let services: usize = args.first().and_then(|a| a.parse().ok()).expect("N");
+    let tls = args.get(1).is_some_and(|a| a == "tls");
+    let server = start_server(services, tls);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "URL {}", server.url()).expect("stdout");
+    out.flush().expect("flush");
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+        let (connections, lists, watches) = server_counts(&server);
+        writeln!(out, "COUNTS {connections} {lists} {watches}").expect("stdout");
+        out.flush().expect("flush");
     }
 }
 
@@ -186,25 +342,29 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// The settled state after everything is ready: RSS, threads, what the server saw.
-fn settle_and_count(server: &FakeApiServer, before_rss: u64, before_threads: usize) -> Measured {
+fn settle_and_count(server: &mut Api, before_rss: u64, before_threads: usize) -> Measured {
     std::thread::sleep(Duration::from_millis(300));
-    let requests = server.requests();
+    let (connections, lists, watches) = server.counts();
     Measured {
         rss_added_kib: rss_kib().saturating_sub(before_rss) as f64,
         threads_added: thread_count().saturating_sub(before_threads) as f64,
-        connections: server.open_connections() as f64,
-        lists: requests.iter().filter(|r| r.is_list()).count() as f64,
-        watches: requests.iter().filter(|r| r.is_watch()).count() as f64,
+        connections: connections as f64,
+        lists: lists as f64,
+        watches: watches as f64,
         ..Measured::default()
     }
 }
 
-/// N resolvers on N Services (`Distinct`) or on one (`Same`).
+/// N resolvers on N Services (`Distinct`, `DistinctTls`) or on one (`Same`).
 fn resolvers(scenario: Scenario, n: usize) -> Measured {
-    let server = FakeApiServer::start().expect("fake API server");
     let services = if scenario == Scenario::Same { 1 } else { n };
-    populate(&server, services);
+    let mut server = Api::start(services, scenario.tls());
     std::thread::sleep(Duration::from_millis(200));
+    let config = if scenario.tls() {
+        Config::new(server.url()).ca_pem(TEST_CA_PEM).token(TOKEN)
+    } else {
+        Config::new(server.url())
+    };
     let (before_rss, before_threads) = (rss_kib(), thread_count());
 
     let start = Instant::now();
@@ -212,7 +372,7 @@ fn resolvers(scenario: Scenario, n: usize) -> Measured {
         .map(|i| {
             let svc = service(if scenario == Scenario::Same { 0 } else { i });
             Resolver::builder(format!("kubernetes:///{svc}.{NAMESPACE}:grpc"))
-                .config(Config::new(server.url()))
+                .config(config.clone())
                 .source(Source::EndpointSlices)
                 .spawn()
                 .expect("spawn")
@@ -226,7 +386,7 @@ fn resolvers(scenario: Scenario, n: usize) -> Measured {
     wait_for("every resolver watching", || {
         resolvers.iter().all(|r| r.status().watching)
     });
-    let mut measured = settle_and_count(&server, before_rss, before_threads);
+    let mut measured = settle_and_count(&mut server, before_rss, before_threads);
     measured.ready_s = ready_s;
 
     let start = Instant::now();
@@ -238,8 +398,7 @@ fn resolvers(scenario: Scenario, n: usize) -> Measured {
 
 /// The floor: N threads, each with a socket watching its Service; no resolver.
 fn floor(n: usize) -> Measured {
-    let server = FakeApiServer::start().expect("fake API server");
-    populate(&server, n);
+    let mut server = Api::start(n, false);
     std::thread::sleep(Duration::from_millis(200));
     let (before_rss, before_threads) = (rss_kib(), thread_count());
     let addr = server.addr();
@@ -275,7 +434,7 @@ fn floor(n: usize) -> Measured {
         .map(|_| ready.recv_timeout(PATIENCE).expect("every watch opens"))
         .collect();
     let ready_s = start.elapsed().as_secs_f64();
-    let mut measured = settle_and_count(&server, before_rss, before_threads);
+    let mut measured = settle_and_count(&mut server, before_rss, before_threads);
     measured.ready_s = ready_s;
 
     let start = Instant::now();
@@ -293,7 +452,7 @@ fn child(args: &[String]) {
     let scenario = args
         .first()
         .and_then(|a| Scenario::parse(a))
-        .expect("--child floor|distinct|same N");
+        .expect("--child floor|distinct|same|distinct-tls N");
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).expect("N");
     let measured = match scenario {
         Scenario::Floor => floor(n),
@@ -352,6 +511,10 @@ const KIB_TO_MB: f64 = 1024.0 / 1e6;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--server") {
+        server_process(&args[i + 1..]);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--child") {
         child(&args[i + 1..]);
         return;
@@ -359,6 +522,7 @@ fn main() {
     common::smoke_notice();
     let distinct = list("N", "100,1000", "3");
     let same = list("SAME", "50,1000", "3");
+    let tls = list("TLS", "1000", "3");
     let runs: usize = setting("RUNS", 3, 1);
     let load_before = common::load_average();
 
@@ -368,7 +532,8 @@ fn main() {
         .iter()
         .flat_map(|&n| [(Scenario::Floor, n), (Scenario::Distinct, n)])
         .chain(floor_for_same)
-        .chain(same.iter().map(|&n| (Scenario::Same, n)));
+        .chain(same.iter().map(|&n| (Scenario::Same, n)))
+        .chain(tls.iter().map(|&n| (Scenario::DistinctTls, n)));
     for step in steps {
         if !plan.contains(&step) {
             plan.push(step);
@@ -421,9 +586,15 @@ fn main() {
             med(runs, 7),
         );
     }
+    let inline = std::env::var("SERVER").is_ok_and(|v| v == "inline");
     println!(
-        "threads: all added, the fake server's connection threads included; left: watcher \
-         threads alive right after the drop returned"
+        "threads: all added{}; left: watcher threads alive right after the drop returned \
+         (they end by themselves)",
+        if inline {
+            ", the fake server's connection threads included (SERVER=inline)"
+        } else {
+            " (the fake server runs in a process of its own)"
+        }
     );
 
     let find = |s: Scenario, n: usize| {
@@ -446,6 +617,21 @@ fn main() {
             own / n as f64,
             med(res, 6),
             med(base, 6),
+        );
+    }
+    for &n in &tls {
+        let (Some(res), Some(plain)) =
+            (find(Scenario::DistinctTls, n), find(Scenario::Distinct, n))
+        else {
+            continue;
+        };
+        println!(
+            "{n} resolvers, distinct Services, https + token: RSS added {:.1} MB ({:.0} KiB \
+             each), plain HTTP {:.1} MB; drop all {:.3} s",
+            med(res, 0) * KIB_TO_MB,
+            med(res, 0) / n as f64,
+            med(plain, 0) * KIB_TO_MB,
+            med(res, 6),
         );
     }
     for &n in &same {

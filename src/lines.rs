@@ -14,10 +14,6 @@ pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 /// read, a big one in a few, and what ureq hands over per read anyway (its input buffer).
 pub(crate) const READ_SIZE: usize = 8 * 1024;
 
-/// A buffer that held a burst of big events gives its memory back once it is empty again,
-/// down to one read: a quiet watch keeps a few KiB, not its largest event.
-const KEEP_CAPACITY: usize = 4 * READ_SIZE;
-
 /// Splits a byte stream into newline-terminated lines of at most `max` bytes.
 ///
 /// A longer line is dropped as a whole and reported once as [`Line::TooLong`]; the bytes
@@ -57,7 +53,6 @@ impl LineSplitter {
 
     /// Append bytes read from the stream. Call [`next_line`](Self::next_line) until it returns
     /// `None` before pushing more.
-    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.compact();
         let old = self.buf.len();
@@ -65,28 +60,24 @@ impl LineSplitter {
         self.appended(old);
     }
 
-    /// One read from `reader` straight into the buffer, at most [`READ_SIZE`] bytes: no copy
-    /// through a buffer of the caller's, and no more memory than the unfinished line plus one
-    /// read. Returns what `read` returned (0 at the end of the stream). Call
-    /// [`next_line`](Self::next_line) until it returns `None` before reading more.
+    /// One read from `reader`, at most [`READ_SIZE`] bytes, appended to the unfinished line.
+    /// The read lands in a buffer on the stack (the watcher's stack is deeper than that
+    /// already, from the HTTP client's frames), and the lines handed out are given back
+    /// before it: a watch blocked in a read of a quiet stream holds no heap here. Returns
+    /// what `read` returned (0 at the end of the stream). Call [`next_line`](Self::next_line)
+    /// until it returns `None` before reading more.
     pub(crate) fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
         self.compact();
-        let old = self.buf.len();
-        self.buf.resize(old + READ_SIZE, 0);
-        let read = reader.read(&mut self.buf[old..]);
-        let n = *read.as_ref().unwrap_or(&0);
-        self.buf.truncate(old + n);
-        self.appended(old);
-        read
+        let mut chunk = [0u8; READ_SIZE];
+        let n = reader.read(&mut chunk)?;
+        self.push(&chunk[..n]);
+        Ok(n)
     }
 
-    /// Drop the lines already handed out, and shrink a buffer that a burst left large.
+    /// Drop the lines already handed out; all of them gone, the memory goes too.
     fn compact(&mut self) {
         if self.start == self.buf.len() {
-            self.buf.clear();
-            if self.buf.capacity() > KEEP_CAPACITY {
-                self.buf.shrink_to(READ_SIZE);
-            }
+            self.buf = Vec::new();
         } else if self.start > 0 {
             self.buf.drain(..self.start);
         }
@@ -325,19 +316,19 @@ mod tests {
     }
 
     #[test]
-    fn a_buffer_a_big_event_grew_shrinks_once_its_lines_are_out() {
+    fn once_its_lines_are_out_a_splitter_holds_no_memory_however_big_they_were() {
         let mut event = vec![b'x'; 20 * READ_SIZE];
         event.push(b'\n');
         let mut splitter = LineSplitter::new(MAX_LINE);
         let mut reader = &event[..];
+        let mut lines = 0;
         while splitter.read_from(&mut reader).expect("reads") > 0 {
-            while splitter.next_line().is_some() {}
+            while splitter.next_line().is_some() {
+                lines += 1;
+            }
         }
-        assert!(
-            splitter.buf.capacity() <= KEEP_CAPACITY,
-            "{}",
-            splitter.buf.capacity()
-        );
+        assert_eq!(lines, 1);
+        assert_eq!(splitter.buf.capacity(), 0);
         // A partial line is kept whole, however big.
         let mut reader = &event[..10 * READ_SIZE];
         while splitter.read_from(&mut reader).expect("reads") > 0 {}
