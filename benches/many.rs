@@ -30,7 +30,8 @@
 //!
 //! Run: `cargo bench --bench many` (`N=100,1000` distinct Services, `SAME=50,1000` resolvers
 //! of one Service, `TLS=1000` resolvers on distinct Services over https with a token,
-//! `RUNS=3` repetitions of each, `SERVER=process|inline`).
+//! `RUNS=3` repetitions of each, `SERVER=process|inline`; `SMAPS=1` also prints, per
+//! measurement, its resident memory by kind of mapping: thread stacks, heap, files).
 
 mod common;
 
@@ -39,7 +40,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{median, rss_kib, setting, thread_count, threads_named, OtherLoad};
+use common::{median, rss_by_mapping, rss_kib, setting, thread_count, threads_named, OtherLoad};
 use kuberesolver::testkit::{AddressType, FakeApiServer, Pod, Resource, TlsIdentity, TEST_CA_PEM};
 use kuberesolver::{Config, Resolver, Source};
 
@@ -344,6 +345,13 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 /// The settled state after everything is ready: RSS, threads, what the server saw.
 fn settle_and_count(server: &mut Api, before_rss: u64, before_threads: usize) -> Measured {
     std::thread::sleep(Duration::from_millis(300));
+    if std::env::var_os("SMAPS").is_some() {
+        let kinds: Vec<String> = rss_by_mapping()
+            .iter()
+            .map(|(kind, kib)| format!("{kind} {:.1} MB", *kib as f64 * 1.024 / 1000.0))
+            .collect();
+        eprintln!("  resident by mapping: {}", kinds.join(", "));
+    }
     let (connections, lists, watches) = server.counts();
     Measured {
         rss_added_kib: rss_kib().saturating_sub(before_rss) as f64,
@@ -463,10 +471,12 @@ fn child(args: &[String]) {
 
 fn run_child(scenario: Scenario, n: usize) -> Measured {
     let exe = std::env::current_exe().expect("this bench's path");
-    let output = Command::new(exe)
-        .args(["--child", scenario.arg(), &n.to_string()])
-        .output()
-        .expect("run a child");
+    let mut command = Command::new(exe);
+    command.args(["--child", scenario.arg(), &n.to_string()]);
+    if std::env::var_os("SMAPS").is_some() {
+        command.stderr(Stdio::inherit());
+    }
+    let output = command.output().expect("run a child");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result = stdout.lines().find_map(Measured::from_line);
     match result {

@@ -232,11 +232,13 @@ fn fifty_resolvers_of_one_service_share_one_watch_and_each_goes_on_when_any_othe
     for r in &resolvers {
         converges_to(r, &service_addrs(0, 1));
     }
-    assert!(server.wait_for_watches(1, PATIENCE), "the watch opens");
+    eventually("every resolver watching", || {
+        resolvers.iter().all(|r| r.status().watching)
+    });
     assert_eq!(
         lists_and_watches(&server),
         (1, 1),
-        "{:?}",
+        "one list and one watch for 50 resolvers: {:?}",
         server.requests()
     );
     assert_eq!(server.open_connections(), 1);

@@ -219,6 +219,56 @@ pub fn rss_kib() -> u64 {
     status_kb("/proc/self/status", "VmRSS").unwrap_or(0)
 }
 
+/// This process's resident memory by kind of mapping, in KiB, from /proc/self/smaps: thread
+/// stacks (an anonymous read-write mapping right above a guard page, as glibc maps them), the
+/// main heap, other anonymous memory (malloc's arenas of the other threads, large
+/// allocations) and file-backed pages.
+pub fn rss_by_mapping() -> [(&'static str, u64); 4] {
+    let mut kinds = [
+        ("thread stacks", 0),
+        ("[heap]", 0),
+        ("other anonymous", 0),
+        ("files", 0),
+    ];
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
+        return kinds;
+    };
+    let (mut kind, mut guard_end) = (0, None);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let range = fields
+            .first()
+            .and_then(|f| f.split_once('-'))
+            .and_then(|(a, b)| {
+                Some((
+                    u64::from_str_radix(a, 16).ok()?,
+                    u64::from_str_radix(b, 16).ok()?,
+                ))
+            });
+        if let (Some((start, end)), Some(perms)) = (range, fields.get(1)) {
+            let path = fields.get(5).copied().unwrap_or("");
+            let anonymous = path.is_empty();
+            kind = if path == "[heap]" {
+                1
+            } else if anonymous && guard_end == Some(start) && perms.starts_with("rw") {
+                0
+            } else if anonymous || path.starts_with('[') {
+                2
+            } else {
+                3
+            };
+            let guard = anonymous && perms.starts_with("---") && end - start <= 64 << 10;
+            guard_end = guard.then_some(end);
+        } else if fields.first() == Some(&"Rss:") {
+            kinds[kind].1 += fields
+                .get(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kinds
+}
+
 /// The thread ids of this process whose name starts with `prefix`.
 pub fn threads_named(prefix: &str) -> Vec<u32> {
     let mut out = Vec::new();
