@@ -18,7 +18,8 @@ use super::types::ChunkMode;
 ///
 /// Defaults: plain HTTP on `127.0.0.1` (any free port), no authentication, one chunk per
 /// event, a bookmark every 60 s, watches capped only by their own `timeoutSeconds` (30 min
-/// without one), and the user `system:serviceaccount:default:test` in 403 messages.
+/// without one), the user `system:serviceaccount:default:test` in 403 messages, and
+/// Kubernetes 1.32 at `/version`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -42,6 +43,7 @@ pub struct FakeApiServerBuilder {
     max_watch_timeout: Option<Duration>,
     user: String,
     ignore_selectors: bool,
+    version: (u32, u32),
 }
 
 impl fmt::Debug for FakeApiServerBuilder {
@@ -56,6 +58,7 @@ impl fmt::Debug for FakeApiServerBuilder {
             .field("max_watch_timeout", &self.max_watch_timeout)
             .field("user", &self.user)
             .field("ignore_selectors", &self.ignore_selectors)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -277,6 +280,29 @@ impl FakeApiServerBuilder {
         self
     }
 
+    /// The Kubernetes version `/version` reports (default 1.32), as `gitVersion`
+    /// `v{major}.{minor}.0`.
+    ///
+    /// Tools read it: kubectl warns about too great a skew, and a version dispatcher (the
+    /// Google Cloud SDK's `kubectl` runs the `kubectl.1.N` that matches the server's minor)
+    /// chooses the client by it.
+    ///
+    /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::builder().kubernetes_version(1, 29).start()?;
+    /// // `get` sends a GET and returns the raw response.
+    /// let response = get(&server, "/version")?;
+    /// assert!(response.contains(r#""minor":"29""#) && response.contains(r#""gitVersion":"v1.29.0""#));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn kubernetes_version(mut self, major: u32, minor: u32) -> FakeApiServerBuilder {
+        self.version = (major, minor);
+        self
+    }
+
     /// Starts the server.
     ///
     /// # Errors
@@ -311,6 +337,7 @@ impl FakeApiServerBuilder {
             tls,
             user: self.user,
             ignore_selectors: self.ignore_selectors,
+            version: self.version,
         };
         let server = FakeApiServer {
             core: Arc::new(ServerCore::new(state, settings)),
@@ -389,6 +416,7 @@ impl FakeApiServer {
             max_watch_timeout: None,
             user: "system:serviceaccount:default:test".to_owned(),
             ignore_selectors: false,
+            version: (1, 32),
         }
     }
 

@@ -91,19 +91,27 @@
 //! ```
 
 mod control;
+mod discovery;
 #[doc(hidden)]
 pub mod doc_support;
+mod errors;
 mod faults;
 mod handle;
 mod http;
+mod list;
 mod objects;
+mod patch;
 mod record;
+mod render;
+mod route;
+mod select;
 mod server;
 mod shared;
 mod store;
 mod tls;
 mod types;
 mod watch;
+mod writes;
 
 #[cfg(test)]
 mod tests;

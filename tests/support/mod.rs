@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{AddressType, FakeApiServer, Fault, Pod};
@@ -89,6 +90,40 @@ pub fn converges_to(resolver: &Resolver, expected: &[SocketAddr]) -> Snapshot {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A fresh empty folder under the system's temporary folder, for this process and `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kuberesolver-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes into `dir` a kubeconfig (JSON) whose current context is `server`, with `token`
+/// when given and, for HTTPS, the test CA in `ca.pem` beside it; returns its path.
+pub fn write_kubeconfig(server: &FakeApiServer, dir: &Path, token: Option<&str>) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, kuberesolver::testkit::TEST_CA_PEM).expect("write the CA");
+    let mut cluster = serde_json::json!({"server": server.url()});
+    if server.url().starts_with("https:") {
+        cluster["certificate-authority"] = ca.display().to_string().into();
+    }
+    let user = match token {
+        Some(token) => serde_json::json!({"token": token}),
+        None => serde_json::json!({}),
+    };
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": cluster}],
+        "users": [{"name": "tester", "user": user}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester"}}],
+        "current-context": "fake",
+    });
+    let path = dir.join("kubeconfig.json");
+    std::fs::write(&path, kubeconfig.to_string()).expect("write the kubeconfig");
+    path
 }
 
 /// Whether this run is CI's (env `CI` set, and not `false` or `0`), where a missing
