@@ -222,9 +222,8 @@ pub(crate) fn list(
         ReadAt::Exact(rv) => (rv, Some(st.objects_at(filter.resource, rv))),
     };
     let objects = snapshot.as_ref().unwrap_or(&st.objects);
-    let mut items: Vec<(String, &Value)> = objects
-        .iter()
-        .filter(|((r, ns, _), obj)| filter.covers(*r, ns) && filter.matches(obj))
+    let mut items: Vec<(String, &Value)> = filter
+        .pick(objects)
         .map(|(k, v)| (relative_key(filter, k), v))
         .collect();
     // etcd's order: by key as a string (`a-b/x` before `a/x`).

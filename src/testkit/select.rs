@@ -1,9 +1,11 @@
 //! Selectors: which objects of a collection a list or a watch selects, and what a watcher
 //! sees of each change (`fieldSelector`, `labelSelector`, as the real server reads them).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
-use super::store::LogEvent;
+use super::store::{Key, LogEvent};
 use super::types::Resource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,17 @@ impl Filter {
     /// Whether an object kept under `(resource, namespace)` is in this filter's collection.
     pub fn covers(&self, resource: Resource, namespace: &str) -> bool {
         resource == self.resource && self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// The objects of `objects` in this filter's collection that it selects, in key order
+    /// (namespace, then name), with their keys.
+    pub fn pick<'a>(
+        &'a self,
+        objects: &'a BTreeMap<Key, Value>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+        objects
+            .iter()
+            .filter(move |((r, ns, _), obj)| self.covers(*r, ns) && self.matches(obj))
     }
 
     /// Whether `obj` (of this filter's collection) is selected.

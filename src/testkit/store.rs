@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 use super::faults::{Failure, Fault};
 use super::objects::{fake_uid, timestamp};
 use super::record::RequestRecord;
-use super::select::Filter;
 use super::types::{ChunkMode, Resource, Verb};
 
 /// The first resourceVersion handed out is `INITIAL_RV + 1`.
@@ -258,17 +257,6 @@ impl ServerState {
             self.delete(Resource::Namespaces, "", name);
         }
         !due.is_empty()
-    }
-
-    /// Objects of `filter`'s collection that it selects, in key order (namespace, then
-    /// name, as etcd keys sort), with their keys.
-    pub fn matching<'a>(
-        &'a self,
-        filter: &'a Filter,
-    ) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
-        self.objects
-            .iter()
-            .filter(move |((r, ns, _), obj)| filter.covers(*r, ns) && filter.matches(obj))
     }
 
     /// Log events with a resourceVersion above `rv`.

@@ -154,8 +154,8 @@ pub(crate) fn serve(
             }
             rv => {
                 let mut initial: Vec<Vec<u8>> = match rv {
-                    _ if params.initial_events => st
-                        .matching(&filter)
+                    _ if params.initial_events => filter
+                        .pick(&st.objects)
                         .map(|(_, o)| event_line("ADDED", &object_json(filter.resource, o)))
                         .collect(),
                     None => Vec::new(),

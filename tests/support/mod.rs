@@ -92,6 +92,13 @@ pub fn converges_to(resolver: &Resolver, expected: &[SocketAddr]) -> Snapshot {
     }
 }
 
+/// An example binary that `cargo test` built next to this test's binary.
+pub fn example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    path.is_file().then_some(path)
+}
+
 /// A fresh empty folder under the system's temporary folder, for this process and `name`.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kuberesolver-{}-{name}", std::process::id()));
