@@ -13,7 +13,7 @@
 mod support;
 
 use kuberesolver::testkit::{FakeApiServer, Fault, Pod, Resource, TlsIdentity, Verb, TEST_CA_PEM};
-use kuberesolver::{Config, Source};
+use kuberesolver::{Config, Resolver, Source};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -104,7 +104,7 @@ impl Kubectl {
             return None;
         }
         let dir = temp_dir(&format!("kubectl-{name}"));
-        let kubeconfig = write_kubeconfig(server, &dir, Some(TOKEN));
+        let kubeconfig = write_kubeconfig(server, &dir);
         Some(Kubectl { dir, kubeconfig })
     }
 
@@ -639,4 +639,31 @@ fn pods_made_with_the_testkit_show_in_kubectl_as_the_controller_would_write_them
     let parts: Vec<&str> = run.stdout.split(' ').collect();
     assert_eq!(parts[..2], ["node-a", "10.0.0.2"], "{run:?}");
     assert!(parts[2].ends_with('Z') && parts[2].len() == 20, "{run:?}");
+}
+
+/// The README's "Testing your code" example, as written there (with its fixture file).
+#[test]
+fn the_readmes_example_sets_up_fixtures_with_kubectl_apply() {
+    let readme = include_str!("../README.md");
+    let yaml = readme
+        .split("# tests/fixtures/cart.yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README shows the fixture");
+    let server = FakeApiServer::start().expect("server");
+    let Some(k) = kubectl(&server, "readme") else {
+        return;
+    };
+    let fixture = k.file("cart.yaml", yaml);
+    assert!(k.run(&["apply", "-f", &fixture]).ok);
+    let resolver = Resolver::builder("kubernetes:///cart.shop:grpc")
+        .config(Config::new(server.url()))
+        .spawn()
+        .expect("spawn");
+    let first = resolver.wait_ready(PATIENCE).expect("ready");
+    assert_eq!(first.len(), 2);
+    server.inject(Fault::Expired);
+    let run = k.run(&["delete", "endpointslice", "cart-1", "-n", "shop"]);
+    assert!(run.ok, "{run:?}");
+    converges_to(&resolver, &[]);
 }

@@ -35,7 +35,7 @@ impl KubectlProxy {
     /// PATH.
     fn start(server: &FakeApiServer, name: &str) -> Option<KubectlProxy> {
         let dir = temp_dir(&format!("kubectl-proxy-{name}"));
-        let config_path = write_kubeconfig(server, &dir, Some(TOKEN));
+        let config_path = write_kubeconfig(server, &dir);
         let spawned = Command::new("kubectl")
             .arg("proxy")
             .arg("--port=0")

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::render;
 use super::server;
 use super::shared::{lock, ServerCore, Settings, TARGET};
 use super::store::ServerState;
@@ -452,6 +453,48 @@ impl FakeApiServer {
     /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A kubeconfig (JSON, which is valid YAML) whose current context is this server: its
+    /// URL, the bearer token it requires now (if any) and, over HTTPS, the test CA
+    /// ([`TEST_CA_PEM`](super::TEST_CA_PEM), which signs every built-in
+    /// [`TlsIdentity`](super::TlsIdentity)) as `certificate-authority-data`. Write it to a
+    /// file and point `kubectl --kubeconfig` (or anything that reads kubeconfigs) at it.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, TlsIdentity};
+    ///
+    /// let server = FakeApiServer::builder()
+    ///     .tls(TlsIdentity::test_server())
+    ///     .token(Some("s3cret".to_owned()))
+    ///     .start()?;
+    /// let kubeconfig: serde_json::Value = serde_json::from_str(&server.kubeconfig())?;
+    /// assert_eq!(kubeconfig["current-context"], "testkit");
+    /// let cluster = &kubeconfig["clusters"][0]["cluster"];
+    /// assert_eq!(cluster["server"], server.url());
+    /// assert!(cluster["certificate-authority-data"].as_str().is_some_and(|ca| ca.starts_with("LS0tLS1CRUdJTi")));
+    /// assert_eq!(kubeconfig["users"][0]["user"]["token"], "s3cret");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kubeconfig(&self) -> String {
+        let mut cluster = serde_json::json!({ "server": self.url() });
+        if self.core.settings.tls.is_some() {
+            let ca = render::base64(super::TEST_CA_PEM.as_bytes(), false);
+            cluster["certificate-authority-data"] = ca.into();
+        }
+        let user = match &self.core.lock().token {
+            Some(token) => serde_json::json!({ "token": token }),
+            None => serde_json::json!({}),
+        };
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "testkit", "cluster": cluster }],
+            "users": [{ "name": "testkit", "user": user }],
+            "contexts": [{ "name": "testkit", "context": { "cluster": "testkit", "user": "testkit" } }],
+            "current-context": "testkit",
+        })
+        .to_string()
     }
 
     fn spawn_accept(&self, listener: TcpListener) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::errors::StatusError;
-use super::render::list_json;
+use super::render::{base64, list_json, URL_ALPHABET};
 use super::select::Filter;
 use super::store::{Key, ServerState};
 
@@ -70,30 +70,16 @@ pub(crate) fn decode_token(token: &str) -> Result<(i64, String), String> {
     Ok((rv, start.to_owned()))
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/// base64url without padding, as Go's `base64.RawURLEncoding` writes it.
 fn base64url(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        acc = acc << 8 | u32::from(b);
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(char::from(ALPHABET[(acc >> bits) as usize & 63]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[(acc << (6 - bits)) as usize & 63]));
-    }
-    out
+    base64(bytes, true)
 }
 
 fn unbase64url(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in text.bytes() {
-        let v = ALPHABET.iter().position(|a| *a == c)?;
+        let v = URL_ALPHABET.iter().position(|a| *a == c)?;
         acc = (acc << 6 | v as u32) & 0xffff;
         bits += 6;
         if bits >= 8 {

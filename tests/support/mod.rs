@@ -107,29 +107,10 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Writes into `dir` a kubeconfig (JSON) whose current context is `server`, with `token`
-/// when given and, for HTTPS, the test CA in `ca.pem` beside it; returns its path.
-pub fn write_kubeconfig(server: &FakeApiServer, dir: &Path, token: Option<&str>) -> PathBuf {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, kuberesolver::testkit::TEST_CA_PEM).expect("write the CA");
-    let mut cluster = serde_json::json!({"server": server.url()});
-    if server.url().starts_with("https:") {
-        cluster["certificate-authority"] = ca.display().to_string().into();
-    }
-    let user = match token {
-        Some(token) => serde_json::json!({"token": token}),
-        None => serde_json::json!({}),
-    };
-    let kubeconfig = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fake", "cluster": cluster}],
-        "users": [{"name": "tester", "user": user}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester"}}],
-        "current-context": "fake",
-    });
+/// Writes into `dir` the kubeconfig of `server` (`FakeApiServer::kubeconfig`); its path.
+pub fn write_kubeconfig(server: &FakeApiServer, dir: &Path) -> PathBuf {
     let path = dir.join("kubeconfig.json");
-    std::fs::write(&path, kubeconfig.to_string()).expect("write the kubeconfig");
+    std::fs::write(&path, server.kubeconfig()).expect("write the kubeconfig");
     path
 }
 
