@@ -13,7 +13,7 @@
 mod support;
 
 use kuberesolver::testkit::{FakeApiServer, Fault, Pod, Resource, TlsIdentity, Verb, TEST_CA_PEM};
-use kuberesolver::{Config, Resolver, Source};
+use kuberesolver::{Config, Source};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -86,6 +86,15 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// Whether a `kubectl` runs.
+fn have_kubectl() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok()
+}
+
 /// kubectl with its own kubeconfig (the server's URL, CA and token) and its own discovery
 /// cache, in a folder of its own.
 struct Kubectl {
@@ -96,11 +105,7 @@ struct Kubectl {
 impl Kubectl {
     /// `None` when kubectl is not on PATH.
     fn new(server: &FakeApiServer, name: &str) -> Option<Kubectl> {
-        let probe = Command::new("kubectl")
-            .args(["version", "--client"])
-            .stdin(Stdio::null())
-            .output();
-        if probe.is_err() {
+        if !have_kubectl() {
             return None;
         }
         let dir = temp_dir(&format!("kubectl-{name}"));
@@ -671,29 +676,36 @@ fn pods_made_with_the_testkit_show_in_kubectl_as_the_controller_would_write_them
     assert!(parts[2].ends_with('Z') && parts[2].len() == 20, "{run:?}");
 }
 
-/// The README's "Testing your code" example, as written there (with its fixture file).
-#[test]
-fn the_readmes_example_sets_up_fixtures_with_kubectl_apply() {
-    let readme = include_str!("../README.md");
-    let yaml = readme
-        .split("# tests/fixtures/cart.yaml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the README shows the fixture");
-    let server = FakeApiServer::start().expect("server");
-    let Some(k) = kubectl(&server, "readme") else {
-        return;
-    };
-    let fixture = k.file("cart.yaml", yaml);
-    assert!(k.run(&["apply", "-f", &fixture]).ok);
-    let resolver = Resolver::builder("kubernetes:///cart.shop:grpc")
-        .config(Config::new(server.url()))
-        .spawn()
-        .expect("spawn");
-    let first = resolver.wait_ready(PATIENCE).expect("ready");
-    assert_eq!(first.len(), 2);
-    server.inject(Fault::Expired);
-    let run = k.run(&["delete", "endpointslice", "cart-1", "-n", "shop"]);
-    assert!(run.ok, "{run:?}");
-    converges_to(&resolver, &[]);
+/// The README's "Testing your code" example, run as written there: its fixture is
+/// `tests/fixtures/cart.yaml`, its test `tests/fixtures/cart.rs` (without the `#[test]`
+/// line, so that a machine without kubectl skips it as the other tests do).
+mod readme {
+    include!("fixtures/cart.rs");
+
+    #[test]
+    fn the_readmes_example_sets_up_fixtures_with_kubectl_apply() {
+        let readme = include_str!("../README.md");
+        let block = |first_line: &str| {
+            readme
+                .split_once(first_line)
+                .and_then(|(_, rest)| rest.split_once("```"))
+                .map(|(block, _)| format!("{first_line}{block}"))
+                .unwrap_or_else(|| panic!("the README has a block that starts {first_line:?}"))
+        };
+        assert_eq!(
+            block("# tests/fixtures/cart.yaml\n"),
+            include_str!("fixtures/cart.yaml")
+        );
+        assert_eq!(
+            block("// tests/cart.rs\n").replacen("#[test]\n", "", 1),
+            include_str!("fixtures/cart.rs")
+        );
+        if !super::have_kubectl() {
+            super::missing_prerequisite("kubectl on PATH");
+            return;
+        }
+        if let Err(e) = my_client_follows_the_cart_service() {
+            panic!("the README's test: {e}");
+        }
+    }
 }
