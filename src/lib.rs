@@ -15,7 +15,8 @@
 //!   [`Endpoint`]s with their details (pod, node, zone, conditions), with a version.
 //! - [`Updates`] delivers each new snapshot to a subscriber, latest wins.
 //! - [`Picker`] picks addresses round robin, without a lock on the hot path.
-//! - [`Status`] says whether the resolver is healthy, what failed last, and counts events.
+//! - [`Status`] says whether the resolver is healthy, what failed last, and counts events;
+//!   [`Metrics`] renders it for Prometheus.
 //! - [`Target`] is the parsed `kubernetes:///service.namespace:port` string.
 //! - [`Error`] is the one error type; match on [`Error::kind`].
 //!
@@ -94,6 +95,7 @@ mod fanout;
 mod lines;
 mod machine;
 mod merge;
+mod metrics;
 mod model;
 mod picker;
 mod publish;
@@ -117,6 +119,7 @@ pub mod testkit;
 pub use backoff::Backoff;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
+pub use metrics::{Metrics, MetricsFormat};
 pub use picker::Picker;
 pub use publish::Updates;
 pub use resolver::{Builder, Resolver};
