@@ -91,6 +91,7 @@ mod config;
 mod credentials;
 mod decode;
 mod error;
+mod fanout;
 mod lines;
 mod machine;
 mod merge;
@@ -103,8 +104,10 @@ mod snapshot;
 mod source;
 mod status;
 mod target;
+mod tls;
 mod util;
 mod watcher;
+mod watches;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
