@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::server::{accept_stream, chunk, client_config, serve, Stream};
-use common::{endpoints_event, list_body, median, object_of, percentile, setting, slice_event};
+use common::{
+    endpoints_event, list_body, median, object_of, percentile, setting, slice_event, timed_update,
+};
 use crossbeam_channel::{Receiver, Sender};
 use kuberesolver::fuzzing::{Merger, Publisher, Splitter};
 use kuberesolver::testkit::TEST_CA_PEM;
@@ -100,15 +102,12 @@ fn end_to_end(case: &Case, tls: bool, updates: usize, gap: Duration) -> Vec<f64>
     let mut latencies = Vec::with_capacity(updates);
     let mut last = resolver.snapshot().version();
     for i in 0..updates {
-        let t = Instant::now();
-        stream.write_all(&chunks[i % 2]).expect("write");
-        stream.flush().expect("flush");
-        let snapshot = updates_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("a snapshot for each update");
-        latencies.push(t.elapsed().as_secs_f64() * 1e6);
-        assert!(snapshot.version() > last, "a new snapshot");
-        last = snapshot.version();
+        latencies.push(timed_update(
+            &mut stream,
+            &chunks[i % 2],
+            &updates_rx,
+            &mut last,
+        ));
         std::thread::sleep(gap);
     }
     drop(resolver);

@@ -26,8 +26,9 @@ pub fn decode_stream(stream: &[u8], chunk_sizes: &[u8], max_line: usize) -> Vec<
             .unwrap_or(u8::MAX);
         let n = usize::from(size).clamp(1, rest.len());
         i += 1;
-        splitter.push(&rest[..n]);
-        rest = &rest[n..];
+        // As the watcher reads: straight from the stream, at most one read's worth.
+        let read = splitter.read_from(&mut &rest[..n]).unwrap_or(n);
+        rest = &rest[read..];
         while let Some(line) = splitter.next_line() {
             match line {
                 Line::TooLong => trace.push("too long".to_string()),
@@ -224,6 +225,6 @@ impl Publisher {
 
     /// A subscription, as `Resolver::updates`.
     pub fn updates(&self) -> crate::Updates {
-        self.shared.subscribe()
+        self.shared.subscribe(0)
     }
 }

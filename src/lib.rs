@@ -11,12 +11,14 @@
 //!
 //! - [`Resolver`] owns the watcher thread. [`Resolver::spawn`] takes a target string;
 //!   [`Resolver::builder`] also takes a [`Config`], a [`Source`] and timeouts.
-//! - [`Snapshot`] is the state at one moment: the sorted ready [`Addresses`] and the
+//! - [`Snapshot`] is the state at one moment: the sorted [`Addresses`] in use (the ready
+//!   endpoints, or while none is ready, the terminating ones still serving) and the
 //!   [`Endpoint`]s with their details (pod, node, zone, conditions), with a version.
 //! - [`Updates`] delivers each new snapshot to a subscriber, latest wins.
 //! - [`Picker`] picks addresses round robin, without a lock on the hot path, skipping those
 //!   its callers report failing; [`Picker::connect_with`] connects with failover.
-//! - [`Status`] says whether the resolver is healthy, what failed last, and counts events.
+//! - [`Status`] says whether the resolver is healthy, what failed last, and counts events;
+//!   [`Metrics`] renders it for Prometheus.
 //! - [`Target`] is the parsed `kubernetes:///service.namespace:port` string.
 //! - [`Error`] is the one error type; match on [`Error::kind`].
 //!
@@ -91,10 +93,12 @@ mod config;
 mod credentials;
 mod decode;
 mod error;
+mod fanout;
 mod health;
 mod lines;
 mod machine;
 mod merge;
+mod metrics;
 mod model;
 mod picker;
 mod publish;
@@ -103,8 +107,10 @@ mod snapshot;
 mod source;
 mod status;
 mod target;
+mod tls;
 mod util;
 mod watcher;
+mod watches;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -117,6 +123,7 @@ pub use backoff::Backoff;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use health::Ejection;
+pub use metrics::{Metrics, MetricsFormat};
 pub use picker::{IpFamily, Picker};
 pub use publish::Updates;
 pub use resolver::{Builder, Resolver};

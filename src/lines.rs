@@ -5,8 +5,14 @@
 //! bytes of an unfinished line so that a stream cut mid-event can be told from a clean end.
 //! Pure and never panics; what a line means is `decode`'s business.
 
+use std::io::{self, Read};
+
 /// The default cap on one event line: a 1000-address Endpoints object is ~200 KiB.
 pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// The most one [`LineSplitter::read_from`] asks for: a typical event (a few KiB) in one
+/// read, a big one in a few, and what ureq hands over per read anyway (its input buffer).
+pub(crate) const READ_SIZE: usize = 8 * 1024;
 
 /// Splits a byte stream into newline-terminated lines of at most `max` bytes.
 ///
@@ -48,17 +54,48 @@ impl LineSplitter {
     /// Append bytes read from the stream. Call [`next_line`](Self::next_line) until it returns
     /// `None` before pushing more.
     pub(crate) fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 {
+        self.compact();
+        let old = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.appended(old);
+    }
+
+    /// One read from `reader`, at most [`READ_SIZE`] bytes, appended to the unfinished line.
+    /// The read lands in a buffer on the stack (the watcher's stack is deeper than that
+    /// already, from the HTTP client's frames), and the lines handed out are given back
+    /// before it: a watch blocked in a read of a quiet stream holds no heap here. Returns
+    /// what `read` returned (0 at the end of the stream). Call [`next_line`](Self::next_line)
+    /// until it returns `None` before reading more.
+    pub(crate) fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+        self.compact();
+        let mut chunk = [0u8; READ_SIZE];
+        let n = reader.read(&mut chunk)?;
+        self.push(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Drop the lines already handed out; all of them gone, the memory goes too.
+    fn compact(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf = Vec::new();
+        } else if self.start > 0 {
             self.buf.drain(..self.start);
-            self.start = 0;
         }
-        if self.skipping {
-            if let Some(i) = find_newline(bytes) {
+        self.start = 0;
+    }
+
+    /// Bytes from `old` on were just appended: while an over-long line is being skipped,
+    /// they are discarded up to and including its newline.
+    fn appended(&mut self, old: usize) {
+        if !self.skipping {
+            return;
+        }
+        match find_newline(&self.buf[old..]) {
+            Some(i) => {
                 self.skipping = false;
-                self.buf.extend_from_slice(&bytes[i + 1..]);
+                self.buf.drain(..old + i + 1);
             }
-        } else {
-            self.buf.extend_from_slice(bytes);
+            None => self.buf.truncate(old),
         }
     }
 
@@ -205,6 +242,111 @@ mod tests {
                 too_long += 1;
             }
             assert!(splitter.buf.len() <= 1024 + 512);
+        }
+        assert_eq!(too_long, 1);
+        assert!(splitter.has_partial());
+    }
+
+    /// A stream that hands out `chunks` (cycled) per read, as a socket might.
+    struct Chunked<'a> {
+        rest: &'a [u8],
+        chunks: &'a [usize],
+        reads: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = self.chunks[self.reads % self.chunks.len()];
+            self.reads += 1;
+            let n = size.min(buf.len()).min(self.rest.len());
+            buf[..n].copy_from_slice(&self.rest[..n]);
+            self.rest = &self.rest[n..];
+            Ok(n)
+        }
+    }
+
+    fn lines_read(stream: &[u8], chunks: &[usize], max: usize) -> Vec<Result<String, ()>> {
+        let mut splitter = LineSplitter::new(max);
+        let mut reader = Chunked {
+            rest: stream,
+            chunks,
+            reads: 0,
+        };
+        let mut out = Vec::new();
+        while splitter.read_from(&mut reader).expect("reads") > 0 {
+            while let Some(line) = splitter.next_line() {
+                out.push(match line {
+                    Line::Complete(l) => Ok(String::from_utf8_lossy(l).into_owned()),
+                    Line::TooLong => Err(()),
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reading_from_a_stream_gives_the_lines_that_pushing_gives() {
+        let mut long = vec![b'x'; 3 * READ_SIZE];
+        long.extend_from_slice(b"\n{\"ok\":1}\n");
+        long.extend_from_slice(STREAM);
+        for chunks in [
+            &[1][..],
+            &[3, 7],
+            &[READ_SIZE],
+            &[READ_SIZE + 1, 5],
+            &[usize::MAX],
+        ] {
+            for (stream, max) in [(STREAM, 1024), (&long[..], 64), (&long[..], 1 << 20)] {
+                assert_eq!(
+                    lines_read(stream, chunks, max),
+                    lines_of(stream, chunks, max),
+                    "chunks {chunks:?}, max {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_never_asks_for_more_than_read_size() {
+        let stream = vec![b'a'; 5 * READ_SIZE];
+        let mut splitter = LineSplitter::new(MAX_LINE);
+        let mut reader = &stream[..];
+        assert_eq!(splitter.read_from(&mut reader).expect("reads"), READ_SIZE);
+        assert_eq!(splitter.partial().len(), READ_SIZE);
+    }
+
+    #[test]
+    fn once_its_lines_are_out_a_splitter_holds_no_memory_however_big_they_were() {
+        let mut event = vec![b'x'; 20 * READ_SIZE];
+        event.push(b'\n');
+        let mut splitter = LineSplitter::new(MAX_LINE);
+        let mut reader = &event[..];
+        let mut lines = 0;
+        while splitter.read_from(&mut reader).expect("reads") > 0 {
+            while splitter.next_line().is_some() {
+                lines += 1;
+            }
+        }
+        assert_eq!(lines, 1);
+        assert_eq!(splitter.buf.capacity(), 0);
+        // A partial line is kept whole, however big.
+        let mut reader = &event[..10 * READ_SIZE];
+        while splitter.read_from(&mut reader).expect("reads") > 0 {}
+        assert_eq!(splitter.partial().len(), 10 * READ_SIZE);
+    }
+
+    #[test]
+    fn memory_stays_bounded_while_reading_an_endless_line() {
+        let endless = vec![b'a'; 64 * READ_SIZE];
+        let mut splitter = LineSplitter::new(1024);
+        let mut reader = &endless[..];
+        let mut too_long = 0;
+        while splitter.read_from(&mut reader).expect("reads") > 0 {
+            while let Some(line) = splitter.next_line() {
+                assert_eq!(line, Line::TooLong);
+                too_long += 1;
+            }
+            assert!(splitter.buf.len() <= 1024 + READ_SIZE);
         }
         assert_eq!(too_long, 1);
         assert!(splitter.has_partial());

@@ -84,6 +84,9 @@ impl std::fmt::Debug for Updates {
 }
 
 struct Subscriber {
+    /// The resolver that handed it out: its subscriptions end when that resolver is dropped,
+    /// though the hub lives on for the others that share it.
+    owner: u64,
     tx: Sender<Snapshot>,
     /// Our own handle on the channel, to drop an unread snapshot when a newer one comes.
     drain: Receiver<Snapshot>,
@@ -200,10 +203,12 @@ impl Hub {
         Some(snapshot)
     }
 
-    pub(crate) fn subscribe(&self) -> Updates {
+    /// A new subscription of resolver `owner` (see [`end_subscriptions`](Self::end_subscriptions)).
+    pub(crate) fn subscribe(&self, owner: u64) -> Updates {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let alive = Arc::new(());
         let mut subscriber = Subscriber {
+            owner,
             tx,
             drain: rx.clone(),
             alive: Arc::downgrade(&alive),
@@ -219,6 +224,12 @@ impl Hub {
             subscribers.push(subscriber);
         }
         Updates { rx, _alive: alive }
+    }
+
+    /// End the subscriptions of resolver `owner`: it is dropped, and the hub goes on for the
+    /// others. Each ends as it would when the watch stops: after the snapshot it holds, if any.
+    pub(crate) fn end_subscriptions(&self, owner: u64) {
+        lock(&self.subscribers).list.retain(|s| s.owner != owner);
     }
 
     #[cfg(test)]
@@ -375,7 +386,7 @@ mod tests {
     #[test]
     fn a_subscriber_that_never_reads_holds_only_the_latest_snapshot() {
         let shared = Hub::new();
-        let updates = shared.subscribe();
+        let updates = shared.subscribe(0);
         for n in 1..=100u16 {
             shared.publish(endpoints(&[n]));
         }
@@ -392,7 +403,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         shared.observe(Box::new(move |s| lock(&record).push(s.version())));
-        let updates = shared.subscribe();
+        let updates = shared.subscribe(0);
         for n in 1..=5u16 {
             shared.publish(endpoints(&[n]));
         }
@@ -407,8 +418,8 @@ mod tests {
     #[test]
     fn a_dropped_subscriber_is_forgotten() {
         let shared = Hub::new();
-        let kept = shared.subscribe();
-        drop(shared.subscribe());
+        let kept = shared.subscribe(0);
+        drop(shared.subscribe(0));
         shared.publish(endpoints(&[1]));
         assert_eq!(shared.subscriber_count(), 1);
         assert!(kept.try_recv().is_ok());
@@ -418,10 +429,10 @@ mod tests {
     fn dropped_subscriptions_are_swept_without_a_publish() {
         let shared = Hub::new();
         shared.publish(endpoints(&[1]));
-        let kept: Vec<Updates> = (0..5).map(|_| shared.subscribe()).collect();
+        let kept: Vec<Updates> = (0..5).map(|_| shared.subscribe(0)).collect();
         let mut most = 0;
         for _ in 0..10_000 {
-            drop(shared.subscribe());
+            drop(shared.subscribe(0));
             most = most.max(shared.subscriber_entries());
         }
         assert!(
@@ -430,9 +441,9 @@ mod tests {
         );
         assert_eq!(shared.subscriber_count(), 5);
         // Many live subscribers are all kept, and the sweeps stay amortised.
-        let more: Vec<Updates> = (0..1000).map(|_| shared.subscribe()).collect();
+        let more: Vec<Updates> = (0..1000).map(|_| shared.subscribe(0)).collect();
         for _ in 0..10_000 {
-            drop(shared.subscribe());
+            drop(shared.subscribe(0));
         }
         assert!(shared.subscriber_entries() <= 2 * (1005 + 1));
         assert_eq!(shared.subscriber_count(), 1005);
@@ -475,17 +486,30 @@ mod tests {
     }
 
     #[test]
+    fn ending_one_owners_subscriptions_leaves_the_others() {
+        let shared = Hub::new();
+        let (mine, theirs) = (shared.subscribe(1), shared.subscribe(2));
+        shared.publish(endpoints(&[1]));
+        shared.end_subscriptions(1);
+        assert_eq!(mine.recv().map(|s| s.version()), Ok(1), "what it held");
+        assert!(mine.recv().is_err(), "then the end");
+        shared.publish(endpoints(&[2]));
+        assert_eq!(theirs.try_iter().last().map(|s| s.version()), Some(2));
+        assert_eq!(shared.subscriber_count(), 1);
+    }
+
+    #[test]
     fn a_new_subscriber_starts_with_the_current_snapshot() {
         let shared = Hub::new();
         shared.publish(endpoints(&[7]));
-        let updates = shared.subscribe();
+        let updates = shared.subscribe(0);
         assert_eq!(updates.try_recv().map(|s| s.version()), Ok(1));
     }
 
     #[test]
     fn stop_ends_subscriptions_and_wait_ready_reports_the_last_error() {
         let shared = Hub::new();
-        let updates = shared.subscribe();
+        let updates = shared.subscribe(0);
         shared.record_error(Error::api(403, Some("Forbidden".into()), "forbidden", None));
         let err = shared.wait_ready(Duration::from_millis(10)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotReady);

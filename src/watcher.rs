@@ -15,24 +15,24 @@ use log::{debug, info, warn};
 use crate::backoff::{Backoff, Delays};
 use crate::client::Client;
 use crate::decode::{decode_event, not_an_event, WatchEvent};
+use crate::fanout::Fanout;
 use crate::lines::{Line, LineSplitter};
 use crate::machine::{Command, Machine, Outcome, WatchError};
-use crate::merge::{Group, ObjectGroups, Objects};
-use crate::publish::Hub;
+use crate::merge::{Group, ObjectGroups};
 use crate::source::Api;
 use crate::util::{printable, Rng};
-use crate::{Error, Port, Source};
+use crate::{Error, Source};
 
 /// A watch that stayed open this long was healthy even if it carried nothing.
 const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(5);
 
-/// The job of one watcher: which Service and port, from which source, with which timings.
+/// The job of one watcher: which Service, from which source, with which timings. (The ports
+/// are the fanout's: one watch serves every port of its Service.)
 pub(crate) struct Job {
-    /// The target as the user wrote it, for log lines.
+    /// The Service as a target without a port, for log lines.
     pub label: String,
     pub namespace: String,
     pub service: String,
-    pub port: Option<Port>,
     pub source: Source,
     pub backoff: Backoff,
     /// The server ends each watch after a random time in `[watch_timeout × 3/4, watch_timeout]`.
@@ -44,14 +44,14 @@ pub(crate) struct Job {
 pub(crate) struct Watcher {
     job: Job,
     client: Client,
-    shared: Arc<Hub>,
+    /// The Service's state, and the hubs of the ports in use.
+    fanout: Arc<Fanout>,
     stop: Receiver<()>,
     stopping: Arc<AtomicBool>,
     /// What to do next, and the books of the loop: resourceVersion, reconnects, relists.
     machine: Machine,
     /// The resource of the current request (the machine chooses it).
     resource: Api,
-    objects: Objects,
     rng: Rng,
     /// Auto only: why the last EndpointSlice list was refused, while it stays refused; kept to
     /// name both RBAC rules when Endpoints are refused too.
@@ -68,7 +68,7 @@ impl Watcher {
     pub(crate) fn new(
         job: Job,
         client: Client,
-        shared: Arc<Hub>,
+        fanout: Arc<Fanout>,
         stop: Receiver<()>,
         stopping: Arc<AtomicBool>,
     ) -> Watcher {
@@ -78,11 +78,10 @@ impl Watcher {
             machine: Machine::new(job.source, backoff),
             job,
             client,
-            shared,
+            fanout,
             stop,
             stopping,
             resource: Api::EndpointSlices,
-            objects: Objects::default(),
             rng,
             slices_refusal: None,
             fallback_reported: false,
@@ -98,7 +97,7 @@ impl Watcher {
     /// Run until the resolver is dropped.
     pub(crate) fn run(mut self) {
         // Whatever ends this thread, even a panic, ends the subscriptions and wakes wait_ready.
-        let _stop = StopOnExit(self.shared.clone());
+        let _stop = StopOnExit(self.fanout.clone());
         let mut command = self.machine.step(Outcome::Start);
         while !self.stopping() {
             let mut list_error = None;
@@ -134,7 +133,7 @@ impl Watcher {
             }
             command = self.machine.step(outcome);
             let counts = self.machine.counts();
-            self.shared.update_status(|s| {
+            self.fanout.update_status(|s| {
                 s.counters.reconnects = counts.reconnects;
                 s.counters.relists = counts.relists;
             });
@@ -151,12 +150,12 @@ impl Watcher {
     fn fail(&self, error: Error) {
         if !self.stopping() {
             warn!("{}: {error}", self.job.label);
-            self.shared.record_error(error);
+            self.fanout.record_error(&error);
         }
     }
 
     fn synced(&self) {
-        self.shared
+        self.fanout
             .update_status(|s| s.last_sync = Some(SystemTime::now()));
     }
 
@@ -164,7 +163,7 @@ impl Watcher {
         let s = &self.job;
         let listed = self.client.list(self.resource, &s.namespace, &s.service)?;
         let resource = self.resource;
-        self.shared.update_status(|st| {
+        self.fanout.update_status(|st| {
             st.counters.lists += 1;
             st.source = Some(resource.source());
         });
@@ -182,7 +181,7 @@ impl Watcher {
                 Some((name, groups))
             })
             .collect::<Vec<_>>();
-        self.objects.replace_all(items);
+        self.fanout.replace_all(items);
         self.synced();
         self.publish();
         Ok(Outcome::Listed {
@@ -265,29 +264,10 @@ impl Watcher {
         Some(object.groups)
     }
 
-    /// Merge the state into endpoints and publish them if they changed. A port problem is an
-    /// error: it keeps the last good snapshot.
+    /// Merge the state into endpoints for each port and publish what changed. A port problem
+    /// is an error of that port: it keeps its last good snapshot.
     fn publish(&mut self) {
-        let s = &self.job;
-        match self.objects.resolve(s.port.as_ref(), &s.service) {
-            Ok(endpoints) => {
-                if let Some(snapshot) = self.shared.publish(endpoints) {
-                    info!(
-                        "{}: {} endpoints in use, {} terminating (v{})",
-                        s.label,
-                        snapshot.len(),
-                        snapshot.terminating().len(),
-                        snapshot.version()
-                    );
-                }
-            }
-            Err(e) => {
-                if !self.stopping() {
-                    warn!("{}: {e}", s.label);
-                    self.shared.record_unresolvable(e);
-                }
-            }
-        }
+        self.fanout.publish(&self.job.service, self.stopping());
     }
 
     fn watch(&mut self, resource_version: String) -> Outcome {
@@ -320,7 +300,7 @@ impl Watcher {
                 };
             }
         };
-        self.shared.update_status(|st| {
+        self.fanout.update_status(|st| {
             st.counters.watches += 1;
             st.watching = true;
         });
@@ -331,7 +311,7 @@ impl Watcher {
                 .max(Duration::from_millis(500)),
         );
         let outcome = self.stream(&mut stream.body, started, healthy_after);
-        self.shared.update_status(|st| st.watching = false);
+        self.fanout.update_status(|st| st.watching = false);
         outcome
     }
 
@@ -343,7 +323,6 @@ impl Watcher {
         healthy_after: Duration,
     ) -> Outcome {
         let mut splitter = LineSplitter::new(self.job.max_line);
-        let mut buf = vec![0u8; 64 * 1024];
         let mut progressed = false;
         let failed = |relist: bool, progressed: bool| Outcome::WatchFailed {
             retry_after: None,
@@ -351,7 +330,7 @@ impl Watcher {
             healthy: progressed,
         };
         loop {
-            let n = match body.read(&mut buf) {
+            match splitter.read_from(body) {
                 Ok(0) => {
                     if splitter.has_partial() {
                         // One complete object and no event (a List, a Status): resuming would
@@ -372,7 +351,7 @@ impl Watcher {
                         lasted,
                     };
                 }
-                Ok(n) => n,
+                Ok(_) => {}
                 Err(e) => {
                     let timed_out = e.kind() == std::io::ErrorKind::TimedOut
                         || e.get_ref()
@@ -387,8 +366,7 @@ impl Watcher {
                     self.fail(Error::transport(message));
                     return failed(false, progressed);
                 }
-            };
-            splitter.push(&buf[..n]);
+            }
             let mut dirty = false;
             while let Some(line) = splitter.next_line() {
                 let line = match line {
@@ -421,9 +399,9 @@ impl Watcher {
                         object,
                     } => {
                         dirty |= match self.keep_ours_and_warn(&name, object) {
-                            Some(groups) => self.objects.apply(name, groups),
+                            Some(groups) => self.fanout.apply(name, groups),
                             // Not ours (any more): a selector would have sent DELETED.
-                            None => self.objects.delete(&name),
+                            None => self.fanout.delete(&name),
                         };
                         self.advance(rv, true);
                     }
@@ -431,7 +409,7 @@ impl Watcher {
                         name,
                         resource_version: rv,
                     } => {
-                        dirty |= self.objects.delete(&name);
+                        dirty |= self.fanout.delete(&name);
                         self.advance(rv, true);
                     }
                     WatchEvent::Bookmark {
@@ -497,7 +475,7 @@ impl Watcher {
     /// Take a new resourceVersion from an event or bookmark, and count it.
     fn advance(&mut self, resource_version: Option<String>, is_event: bool) {
         self.machine.advance(resource_version);
-        self.shared.update_status(|s| {
+        self.fanout.update_status(|s| {
             if is_event {
                 s.counters.events += 1;
             } else {
@@ -509,7 +487,8 @@ impl Watcher {
 }
 
 /// Marks the resolver stopped when the watcher thread ends, however it ends.
-struct StopOnExit(Arc<Hub>);
+/// Marks every port of the watch stopped when the watcher thread ends, however it ends.
+struct StopOnExit(Arc<Fanout>);
 
 impl Drop for StopOnExit {
     fn drop(&mut self) {

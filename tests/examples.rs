@@ -4,18 +4,10 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use kuberesolver::testkit::{AddressType, Pod};
 use support::*;
-
-/// An example binary that `cargo test` built next to this test's binary.
-fn example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    path.is_file().then_some(path)
-}
 
 /// Service `echo` in `prod` is this one pod, in one EndpointSlice.
 fn only_pod(server: &kuberesolver::testkit::FakeApiServer, pod: Pod) {

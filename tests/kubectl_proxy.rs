@@ -34,26 +34,8 @@ impl KubectlProxy {
     /// Starts `kubectl proxy --port=0` in front of `server`; `None` when kubectl is not on
     /// PATH.
     fn start(server: &FakeApiServer, name: &str) -> Option<KubectlProxy> {
-        let dir = std::env::temp_dir().join(format!(
-            "kuberesolver-kubectl-{}-{name}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let ca = dir.join("ca.pem");
-        std::fs::write(&ca, kuberesolver::testkit::TEST_CA_PEM).expect("write the CA");
-        let kubeconfig = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {
-                "server": server.url(),
-                "certificate-authority": ca,
-            }}],
-            "users": [{"name": "tester", "user": {"token": TOKEN}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "tester"}}],
-            "current-context": "fake",
-        });
-        let config_path = dir.join("kubeconfig.json");
-        std::fs::write(&config_path, kubeconfig.to_string()).expect("write the kubeconfig");
+        let dir = temp_dir(&format!("kubectl-proxy-{name}"));
+        let config_path = write_kubeconfig(server, &dir);
         let spawned = Command::new("kubectl")
             .arg("proxy")
             .arg("--port=0")

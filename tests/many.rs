@@ -1,5 +1,6 @@
 //! Many resolvers on one API server: each resolves its own Service, and when the server
-//! restarts they all come back without a thundering herd.
+//! restarts they all come back without a thundering herd; resolvers of one Service share one
+//! watch, each with its own subscriptions, and the watch outlives all but the last of them.
 
 mod support;
 
@@ -7,8 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::RecvTimeoutError;
 use kuberesolver::testkit::{FakeApiServer, Pod};
-use kuberesolver::{Config, Resolver, Source};
+use kuberesolver::{Config, Resolver, Source, Updates};
 use support::*;
 
 const SERVICES: usize = 100;
@@ -196,4 +198,151 @@ fn after_a_server_restart_all_reconnect_spread_out_and_converge_to_the_new_truth
         min >= Duration::from_millis(400),
         "a resolver came back at once ({min:?}), before the backoff floor"
     );
+}
+
+// ----- resolvers of one Service share one watch -----
+
+/// Lists and watches in the server's request log.
+fn lists_and_watches(server: &FakeApiServer) -> (usize, usize) {
+    let requests = server.requests();
+    (
+        requests.iter().filter(|q| q.is_list()).count(),
+        requests.iter().filter(|q| q.is_watch()).count(),
+    )
+}
+
+/// `updates` hands over what it holds, then ends.
+fn ends(updates: &Updates) {
+    loop {
+        match updates.recv_timeout(PATIENCE) {
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => panic!("the subscription did not end"),
+        }
+    }
+}
+
+#[test]
+fn fifty_resolvers_of_one_service_share_one_watch_and_each_goes_on_when_any_other_is_dropped() {
+    let server = cluster();
+    publish(&server, 0, 1);
+    let mut resolvers: Vec<Resolver> = (0..50)
+        .map(|_| builder(&server, &target(0)).spawn().expect("spawn"))
+        .collect();
+    for r in &resolvers {
+        converges_to(r, &service_addrs(0, 1));
+    }
+    eventually("every resolver watching", || {
+        resolvers.iter().all(|r| r.status().watching)
+    });
+    assert_eq!(
+        lists_and_watches(&server),
+        (1, 1),
+        "one list and one watch for 50 resolvers: {:?}",
+        server.requests()
+    );
+    assert_eq!(server.open_connections(), 1);
+    let mut updates: Vec<Updates> = resolvers.iter().map(Resolver::updates).collect();
+
+    // Every change reaches every resolver, and every subscription.
+    for generation in 2..=3 {
+        publish(&server, 0, generation);
+        for (r, u) in resolvers.iter().zip(&updates) {
+            converges_to(r, &service_addrs(0, generation));
+            let seen = u.recv_timeout(PATIENCE).expect("a snapshot");
+            let latest = u.try_iter().last().unwrap_or(seen);
+            assert_eq!(latest.addresses()[..], service_addrs(0, generation)[..]);
+        }
+    }
+
+    // Dropping one, the first (which started the watch) included, ends its own subscriptions
+    // only; the others go on, on the same watch.
+    for i in [17, 0] {
+        drop(resolvers.remove(i));
+        ends(&updates.remove(i));
+        let generation = 4 + i as u8 % 2;
+        publish(&server, 0, generation);
+        for (r, u) in resolvers.iter().zip(&updates) {
+            converges_to(r, &service_addrs(0, generation));
+            assert!(u.recv_timeout(PATIENCE).is_ok(), "still subscribed");
+        }
+    }
+    assert_eq!(resolvers.len(), 48);
+    assert_eq!(
+        lists_and_watches(&server),
+        (1, 1),
+        "{:?}",
+        server.requests()
+    );
+
+    // The last one out stops the watch.
+    drop(resolvers);
+    for u in &updates {
+        ends(u);
+    }
+    eventually("the watch is closed", || server.open_connections() == 0);
+}
+
+#[test]
+fn resolvers_of_one_service_on_two_ports_share_the_watch_and_each_gets_its_port() {
+    let server = cluster();
+    let pods = service_pods(0, 1);
+    let ports = [("grpc", 8080), ("metrics", 9090)];
+    server.set_endpoints("many", "svc-0", &ports, &pods);
+    let port_of = |port: u16| -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = pods.iter().map(|p| SocketAddr::new(p.ip, port)).collect();
+        addrs.sort();
+        addrs
+    };
+    let grpc = builder(&server, "kubernetes:///svc-0.many:grpc")
+        .spawn()
+        .expect("spawn");
+    converges_to(&grpc, &port_of(8080));
+    // Joins the running watch, and has its port's snapshot without waiting for an event.
+    let metrics = builder(&server, "kubernetes:///svc-0.many:metrics")
+        .spawn()
+        .expect("spawn");
+    converges_to(&metrics, &port_of(9090));
+    let by_number = builder(&server, "kubernetes:///svc-0.many:9090")
+        .spawn()
+        .expect("spawn");
+    converges_to(&by_number, &port_of(9090));
+    assert_eq!(lists_and_watches(&server).0, 1, "{:?}", server.requests());
+    assert_eq!(server.open_connections(), 1);
+    drop(grpc);
+    let more: Vec<Pod> = service_pods(0, 1)
+        .into_iter()
+        .chain(service_pods(1, 1))
+        .collect();
+    server.set_endpoints("many", "svc-0", &ports, &more);
+    let grown = |port: u16| -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = more.iter().map(|p| SocketAddr::new(p.ip, port)).collect();
+        addrs.sort();
+        addrs
+    };
+    converges_to(&metrics, &grown(9090));
+    converges_to(&by_number, &grown(9090));
+}
+
+#[test]
+fn resolvers_that_differ_in_credentials_or_settings_have_watches_of_their_own() {
+    let server = cluster();
+    publish(&server, 0, 1);
+    let expected = service_addrs(0, 1);
+    let same = || builder(&server, &target(0));
+    let resolvers = [
+        same().spawn(),
+        same().spawn(),
+        same().watch_timeout(Duration::from_secs(60)).spawn(),
+        same().max_event_size(1 << 20).spawn(),
+        same().config(Config::new(server.url()).token("a")).spawn(),
+    ];
+    for r in &resolvers {
+        converges_to(r.as_ref().expect("spawn"), &expected);
+    }
+    assert!(
+        server.wait_for_watches(4, PATIENCE),
+        "four watches for five resolvers"
+    );
+    assert_eq!(server.open_watches(), 4);
 }

@@ -96,9 +96,23 @@ fn a_server_signed_by_another_ca_is_refused() {
 }
 
 #[test]
+#[cfg(feature = "webpki-roots")]
 fn without_a_ca_the_webpki_roots_refuse_a_private_ca() {
     let server = tls_server(TlsIdentity::test_server());
     refused(&server, Config::new(server.url()), "UnknownIssuer");
+}
+
+#[test]
+#[cfg(not(feature = "webpki-roots"))]
+fn without_a_ca_or_the_webpki_roots_spawn_fails_and_says_what_to_set() {
+    let server = tls_server(TlsIdentity::test_server());
+    let err = Resolver::builder("kubernetes:///echo.prod:grpc")
+        .config(Config::new(server.url()).token("tls-test-token"))
+        .spawn()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("Config::ca_file"), "{err}");
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
 }
 
 #[test]

@@ -111,6 +111,26 @@ pub fn object_of(line: &[u8]) -> Value {
     event["object"].take()
 }
 
+/// Writes `chunk` to a resolver's watch `stream` and waits for the snapshot it makes: the µs
+/// from the write to `updates` handing over a snapshot newer than `last` (then updated).
+pub fn timed_update(
+    stream: &mut impl std::io::Write,
+    chunk: &[u8],
+    updates: &kuberesolver::Updates,
+    last: &mut u64,
+) -> f64 {
+    let t = Instant::now();
+    stream.write_all(chunk).expect("write");
+    stream.flush().expect("flush");
+    let snapshot = updates
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a snapshot for each update");
+    let micros = t.elapsed().as_secs_f64() * 1e6;
+    assert!(snapshot.version() > *last, "a new snapshot");
+    *last = snapshot.version();
+    micros
+}
+
 /// The median of `samples` (sorted in place).
 pub fn median(samples: &mut [f64]) -> f64 {
     percentile(samples, 50.0)
@@ -199,6 +219,56 @@ pub fn rss_kib() -> u64 {
     status_kb("/proc/self/status", "VmRSS").unwrap_or(0)
 }
 
+/// This process's resident memory by kind of mapping, in KiB, from /proc/self/smaps: thread
+/// stacks (an anonymous read-write mapping right above a guard page, as glibc maps them), the
+/// main heap, other anonymous memory (malloc's arenas of the other threads, large
+/// allocations) and file-backed pages.
+pub fn rss_by_mapping() -> [(&'static str, u64); 4] {
+    let mut kinds = [
+        ("thread stacks", 0),
+        ("[heap]", 0),
+        ("other anonymous", 0),
+        ("files", 0),
+    ];
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
+        return kinds;
+    };
+    let (mut kind, mut guard_end) = (0, None);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let range = fields
+            .first()
+            .and_then(|f| f.split_once('-'))
+            .and_then(|(a, b)| {
+                Some((
+                    u64::from_str_radix(a, 16).ok()?,
+                    u64::from_str_radix(b, 16).ok()?,
+                ))
+            });
+        if let (Some((start, end)), Some(perms)) = (range, fields.get(1)) {
+            let path = fields.get(5).copied().unwrap_or("");
+            let anonymous = path.is_empty();
+            kind = if path == "[heap]" {
+                1
+            } else if anonymous && guard_end == Some(start) && perms.starts_with("rw") {
+                0
+            } else if anonymous || path.starts_with('[') {
+                2
+            } else {
+                3
+            };
+            let guard = anonymous && perms.starts_with("---") && end - start <= 64 << 10;
+            guard_end = guard.then_some(end);
+        } else if fields.first() == Some(&"Rss:") {
+            kinds[kind].1 += fields
+                .get(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kinds
+}
+
 /// The thread ids of this process whose name starts with `prefix`.
 pub fn threads_named(prefix: &str) -> Vec<u32> {
     let mut out = Vec::new();
@@ -258,6 +328,75 @@ pub fn process_cpu_seconds() -> f64 {
             .unwrap_or(0)
     };
     (ticks(14) + ticks(15)) as f64 / 100.0
+}
+
+/// The load averages over 1, 5 and 15 minutes (`/proc/loadavg`), printed with the figures:
+/// the machine is shared, and a figure taken under load is not comparable with a quiet one.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPU seconds (user + system) of this process and of its children that have been waited
+/// for, from /proc/self/stat.
+pub fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime, stime, cutime, cstime are fields 14 to 17; the name ends at field 2.
+    (14..=17)
+        .filter_map(|i| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// CPU seconds the whole machine spent busy (all cores), from /proc/stat.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or("");
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// How busy the machine was with other work while a bench ran: the cores that processes
+/// other than this one (and its children) kept busy on average. The load average cannot
+/// tell, as it counts the bench's own threads.
+pub struct OtherLoad {
+    start: Instant,
+    busy: f64,
+    own: f64,
+}
+
+impl OtherLoad {
+    pub fn start() -> OtherLoad {
+        OtherLoad {
+            start: Instant::now(),
+            busy: machine_busy_seconds(),
+            own: own_cpu_seconds(),
+        }
+    }
+
+    /// Cores busy with other work since `start`, on average.
+    pub fn cores(&self) -> f64 {
+        let others = (machine_busy_seconds() - self.busy) - (own_cpu_seconds() - self.own);
+        (others / self.start.elapsed().as_secs_f64()).max(0.0)
+    }
+}
+
+/// The threads of this process (entries of /proc/self/task).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |dir| dir.count())
 }
 
 /// One line of the machine description, printed at the top of each bench.

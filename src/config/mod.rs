@@ -20,7 +20,7 @@ mod validate;
 
 pub(crate) use validate::ServerAccess;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 enum TokenSpec {
     Value(Secret),
     File(PathBuf),
@@ -28,7 +28,7 @@ enum TokenSpec {
 }
 
 /// PEM, inline or in a file read at spawn.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 enum PemSource {
     File(PathBuf),
     Pem(Vec<u8>),
@@ -58,7 +58,8 @@ impl fmt::Debug for PemSource {
 /// ```
 ///
 /// TLS is always verified: against the configured CA (every certificate of the PEM bundle),
-/// or the Mozilla roots of `webpki-roots` when none is configured. An IP-address server
+/// or the Mozilla roots of `webpki-roots` when none is configured (the default `webpki-roots`
+/// feature; without it, an `https://` server without a CA fails at spawn). An IP-address server
 /// (`https://10.96.0.1`, `https://[fd00::1]`) is verified against the certificate's IP SANs.
 /// No proxy from the environment (`HTTPS_PROXY`) is used. `Debug` never shows the token.
 ///
@@ -426,5 +427,27 @@ impl Config {
     /// ```
     pub fn default_namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
+    }
+
+    /// Whether `other` reaches the same API server as the same client: the same URL, token
+    /// (value, file or exec plugin), CA, client certificate, TLS server name and verification,
+    /// as described (files by path, as client-go keys its transports). The default namespace
+    /// is left out: it only fills in targets, which are compared after that.
+    pub(crate) fn same_client(&self, other: &Config) -> bool {
+        let Config {
+            server,
+            token,
+            ca,
+            namespace: _,
+            tls_server_name,
+            client,
+            insecure,
+        } = self;
+        *server == other.server
+            && *token == other.token
+            && *ca == other.ca
+            && *tls_server_name == other.tls_server_name
+            && *client == other.client
+            && *insecure == other.insecure
     }
 }

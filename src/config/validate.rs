@@ -78,6 +78,16 @@ impl Config {
                 )
             }
         };
+        // Without the webpki roots, such a client would trust nothing: every handshake
+        // would fail later with a less useful error. Say what to do now instead.
+        if cfg!(not(feature = "webpki-roots")) && server.https && ca.is_none() && !self.insecure {
+            return Err(Error::config(format!(
+                "no CA is configured for the https server {:?}, and this build trusts no \
+                 public roots (the `webpki-roots` feature of kuberesolver is off): set the \
+                 cluster CA with Config::ca_file or Config::ca_pem, or enable the feature",
+                self.server
+            )));
+        }
         if self.insecure {
             log::warn!(
                 "TLS verification of {} is OFF (insecure-skip-tls-verify in the kubeconfig): \
@@ -93,7 +103,6 @@ impl Config {
             connect_to,
             host_header,
             token,
-            namespace: self.namespace.clone(),
         })
     }
 }
@@ -113,7 +122,6 @@ pub(crate) struct ServerAccess {
     /// With a tls-server-name: the `Host` header, the server URL's authority as written.
     pub host_header: Option<String>,
     pub token: Option<Arc<TokenSource>>,
-    pub namespace: Option<String>,
 }
 
 struct Server {
@@ -287,10 +295,26 @@ mod tests {
 
     #[test]
     fn the_token_never_shows_in_debug() {
-        let config = Config::new("https://h").token("s3cr3t-token-value");
+        let config = Config::new("http://h").token("s3cr3t-token-value");
         let access = config.access().expect("access");
         let shown = format!("{config:?} {access:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn an_https_server_without_a_ca_needs_the_webpki_roots() {
+        let result = Config::new("https://10.96.0.1").access();
+        if cfg!(feature = "webpki-roots") {
+            assert!(result.expect("trusts the webpki roots").ca.is_none());
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config);
+            assert!(err.to_string().contains("`webpki-roots` feature"), "{err}");
+        }
+        // A CA, plain http, or no verification at all need no roots either way.
+        let ca = include_str!("../testkit/certs/ca.pem");
+        assert!(Config::new("https://10.96.0.1").ca_pem(ca).access().is_ok());
+        assert!(Config::new("http://127.0.0.1:8001").access().is_ok());
     }
 
     #[test]

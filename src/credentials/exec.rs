@@ -18,8 +18,9 @@ const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A token is renewed this long before it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 
-/// The `users[].user.exec` section of a kubeconfig.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The `users[].user.exec` section of a kubeconfig. Equal sections are one credential (so
+/// their resolvers may share a watch).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(crate) struct ExecSpec {
     pub command: String,
@@ -36,7 +37,7 @@ pub(crate) struct ExecSpec {
 }
 
 /// The cluster an exec plugin authenticates to, as client-go describes it to the plugin.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 pub(crate) struct ClusterInfo(pub serde_json::Value);
 
 impl fmt::Debug for ClusterInfo {
@@ -47,7 +48,7 @@ impl fmt::Debug for ClusterInfo {
 }
 
 /// One `env` entry of an exec section.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(crate) struct EnvVar {
     pub name: String,

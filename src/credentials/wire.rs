@@ -4,14 +4,13 @@
 //! included, 16 bytes a line. So the token never enters ureq: requests carry a fixed
 //! placeholder, and [`TokenConnector`], the last link of ureq's connector chain, wraps each
 //! connection in a [`TokenTransport`] that swaps the placeholder for the current token as the
-//! bytes leave for the socket (or for TLS, below it). The log shows the placeholder.
+//! bytes leave for the socket (or for TLS, below it). The log shows the placeholder. The
+//! wrapper has no buffers of its own: ureq writes into the connection's, and reads from them.
 
 use std::fmt;
 use std::sync::Arc;
 
-use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
-};
+use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
 use super::token::TokenSource;
 
@@ -29,20 +28,16 @@ impl fmt::Debug for TokenConnector {
     }
 }
 
-impl Connector<Box<dyn Transport>> for TokenConnector {
+impl<In: Transport> Connector<In> for TokenConnector {
     type Out = TokenTransport;
 
     fn connect(
         &self,
-        details: &ConnectionDetails,
-        chained: Option<Box<dyn Transport>>,
+        _: &ConnectionDetails,
+        chained: Option<In>,
     ) -> Result<Option<TokenTransport>, ureq::Error> {
         Ok(chained.map(|inner| TokenTransport {
-            inner,
-            buffers: LazyBuffers::new(
-                details.config.input_buffer_size(),
-                details.config.output_buffer_size(),
-            ),
+            inner: Box::new(inner),
             token: self.token.clone(),
         }))
     }
@@ -51,7 +46,6 @@ impl Connector<Box<dyn Transport>> for TokenConnector {
 /// A connection whose outgoing bytes get the token put in place of [`PLACEHOLDER`].
 pub(crate) struct TokenTransport {
     inner: Box<dyn Transport>,
-    buffers: LazyBuffers,
     token: Arc<TokenSource>,
 }
 
@@ -78,11 +72,14 @@ pub(crate) fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 impl Transport for TokenTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
-        &mut self.buffers
+        self.inner.buffers()
     }
 
+    /// ureq wrote whole lines of the request into the connection's output buffer (it never
+    /// splits one across writes, so the placeholder arrives whole); the lines go out with the
+    /// token in place, through the same buffer, as many times as the longer text needs.
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        let written = &self.buffers.output()[..amount];
+        let written = &self.inner.buffers().output()[..amount];
         let token = self.token.current();
         let bytes = replace(written, PLACEHOLDER.as_bytes(), token.expose().as_bytes());
         let mut rest = &bytes[..];
@@ -102,16 +99,7 @@ impl Transport for TokenTransport {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
-            return Ok(false);
-        }
-        let src = self.inner.buffers().input();
-        let dst = self.buffers.input_append_buf();
-        let n = src.len().min(dst.len());
-        dst[..n].copy_from_slice(&src[..n]);
-        self.buffers.input_appended(n);
-        self.inner.buffers().input_consume(n);
-        Ok(n > 0)
+        self.inner.await_input(timeout)
     }
 
     fn is_open(&mut self) -> bool {

@@ -68,8 +68,8 @@ use topology::{Candidates, Prefs};
 /// resets it. When the time is up, one pick goes to the address to probe it. `pick()` never
 /// returns `None` because of ejections: when every address is ejected, it returns the one whose
 /// ejection ends first (Envoy's panic mode). The health of an address is shared by every
-/// picker of the resolver, kept across snapshots, and forgotten when the address leaves the
-/// Service.
+/// picker of the resolver (and of the resolvers that share its watch and port), kept across
+/// snapshots, and forgotten when the address leaves the Service.
 ///
 /// [`connect_with`](Self::connect_with) does it all: it picks, runs your connect function,
 /// reports the outcome, and on an error tries the next address. `TcpStream::connect(&picker)`

@@ -2,8 +2,6 @@
 //! they lead to, with every option, checked and started by [`Builder::spawn`].
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Resolver;
@@ -15,7 +13,8 @@ use crate::publish::Hub;
 use crate::snapshot::Snapshot;
 use crate::target::DEFAULT_SCHEME;
 use crate::util::at_most_a_year;
-use crate::watcher::{Job, Watcher};
+use crate::watcher::Job;
+use crate::watches::{join, join_or_start, NewWatch, WatchKey};
 use crate::{Config, Error, Source, Target};
 
 impl Resolver {
@@ -433,45 +432,59 @@ impl Builder {
             Some(config) => config,
             None => Config::infer()?,
         };
-        let access = config.access()?;
         let namespace = target
-            .namespace_or(access.namespace.as_deref().unwrap_or("default"))
+            .namespace_or(config.default_namespace().unwrap_or("default"))
             .to_string();
         let target = target.with_namespace(&namespace)?;
-        let client = Client::new(&access, self.timeouts);
-        let agent = client.shutdown_handle();
-        #[cfg_attr(not(feature = "testkit"), allow(unused_mut))]
-        let mut shared = Hub::new();
-        #[cfg(feature = "testkit")]
-        if let Some(observer) = self.observer {
-            shared.observe(observer);
-        }
-        let shared = Arc::new(shared);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (wake, stop) = crossbeam_channel::bounded(0);
-        let job = Job {
-            label: target.to_string(),
-            namespace,
-            service: target.service().to_string(),
-            port: target.port().cloned(),
+        let service = target.service().to_string();
+        let key = WatchKey {
+            namespace: namespace.clone(),
+            service: service.clone(),
             source: self.source,
-            backoff: self.backoff,
+            config: config.clone(),
+            timeouts: self.timeouts,
             watch_timeout: self.watch_timeout,
+            backoff: self.backoff,
             max_line: self.max_line,
+            #[cfg(feature = "testkit")]
+            alone: self.observer.is_some().then(WatchKey::unique),
+            #[cfg(not(feature = "testkit"))]
+            alone: None,
         };
-        let watcher = Watcher::new(job, client, shared.clone(), stop, stopping.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("kuberesolver {}", target.service()))
-            .spawn(move || watcher.run())
-            .map_err(|e| Error::config(format!("cannot start the watcher thread: {e}")))?;
-        Ok(Resolver {
-            target,
-            shared,
-            stopping,
-            wake: Some(wake),
-            agent: Some(agent),
-            thread: Some(thread),
-        })
+        let port = target.port().cloned();
+        let label = target.to_string();
+        // A resolver joining a running watch reads no file and runs no plugin: the first
+        // resolver of the watch did, with a configuration described the same way.
+        let membership = match join(&key, &port, &label) {
+            Some(membership) => membership,
+            None => {
+                let access = config.access()?;
+                let client = Client::new(&access, self.timeouts);
+                #[cfg_attr(not(feature = "testkit"), allow(unused_mut))]
+                let mut hub = Hub::new();
+                #[cfg(feature = "testkit")]
+                if let Some(observer) = self.observer {
+                    hub.observe(observer);
+                }
+                let job = Job {
+                    label: format!("{}:///{service}.{namespace}", target.scheme()),
+                    namespace,
+                    service,
+                    source: self.source,
+                    backoff: self.backoff,
+                    watch_timeout: self.watch_timeout,
+                    max_line: self.max_line,
+                };
+                let new = NewWatch {
+                    thread_name: format!("kuberesolver {}", job.service),
+                    job,
+                    client,
+                    hub,
+                };
+                join_or_start(key, port, &label, new)?
+            }
+        };
+        Ok(Resolver::new(target, membership))
     }
 }
 

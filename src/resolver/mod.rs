@@ -3,15 +3,13 @@
 //! [`Builder`] they return, so that this file and that one do not name each other.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::Sender;
+use std::time::Duration;
 
 use crate::publish::{Hub, Updates};
 use crate::snapshot::{Addresses, Snapshot};
+use crate::watches::Membership;
 use crate::{Error, Picker, Status, Target};
 
 mod builder;
@@ -20,13 +18,51 @@ pub use builder::Builder;
 
 /// Resolves one Kubernetes Service to the ready addresses of its pods, and keeps them current.
 ///
-/// A `Resolver` owns one watcher thread that lists and then watches the Service's endpoints.
-/// Reading (`addresses`, `snapshot`, `picker().pick()`) never waits for the network. Dropping
-/// the resolver stops the thread, interrupting a blocked read, and joins it, in well under a
-/// second. (Two things cannot be interrupted: a TCP connect to a server that drops packets,
-/// and a kubeconfig exec credential plugin that is running. Then the drop returns after 0.8 s
-/// and the thread ends by itself, within the [connect timeout](Builder::connect_timeout) or
-/// the plugin's 30 s limit.)
+/// A watcher thread lists and then watches the Service's endpoints. Reading (`addresses`,
+/// `snapshot`, `picker().pick()`) never waits for the network. Dropping the last resolver of
+/// a watch stops it at once: the connection is shut (a blocked read ends), every
+/// subscription ends, and the thread ends by itself within milliseconds; the drop does not
+/// wait for it, so dropping a thousand resolvers is quick. (Two things cannot be interrupted:
+/// a TCP connect to a server that drops packets, and a kubeconfig exec credential plugin that
+/// is running. That thread ends within the [connect timeout](Builder::connect_timeout) or the
+/// plugin's 30 s limit, and sends nothing.)
+///
+/// Resolvers of the same Service in one process share one watch: one thread, one connection,
+/// one list and one watch request, however many there are (one per gRPC channel, per worker,
+/// ...), when they reach the same API server with the same [`Config`](crate::Config) (server,
+/// credentials, CA, as described), from the same [`Source`](crate::Source), with the same
+/// timeouts, backoff and event size cap; the target's port may differ (the watch resolves its
+/// state for each port in use). Resolvers that differ in any of these have watches of their
+/// own. Each resolver keeps its own pickers and subscriptions: dropping one ends its
+/// [`updates`](Self::updates) streams and leaves the others going; the watch stops with the
+/// last. Resolvers sharing a watch on one port share its snapshots, versions and
+/// [`status`](Self::status): a resolver that joins a running watch starts at the current
+/// snapshot and version, and its status counts what the watch did before it joined.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use kuberesolver::testkit::{FakeApiServer, Pod};
+/// use kuberesolver::{Config, Resolver, Source};
+///
+/// # let server = FakeApiServer::start()?;
+/// # server.set_endpoints("prod", "echo", &[("grpc", 8080)], &[Pod::new("echo-1", [10, 0, 0, 1])]);
+/// let spawn = || {
+///     Resolver::builder("kubernetes:///echo.prod:grpc")
+///         .config(Config::new(server.url()))
+///         .source(Source::Endpoints)
+///         .spawn()
+/// };
+/// let (a, b) = (spawn()?, spawn()?);
+/// a.wait_ready(Duration::from_secs(5))?;
+/// b.wait_ready(Duration::from_secs(5))?;
+/// let lists = server.requests().iter().filter(|q| q.is_list()).count();
+/// assert_eq!(lists, 1); // one watch for both
+/// let updates = a.updates();
+/// drop(a);
+/// assert!(updates.iter().last().is_some()); // a's subscription ends with a
+/// assert_eq!(b.addresses().len(), 1); // and b goes on
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -75,14 +111,28 @@ pub use builder::Builder;
 #[must_use = "dropping a Resolver stops its watcher; keep it while its addresses are used"]
 pub struct Resolver {
     target: Target,
-    shared: Arc<Hub>,
-    stopping: Arc<AtomicBool>,
-    wake: Option<Sender<()>>,
-    agent: Option<ureq::Agent>,
-    thread: Option<JoinHandle<()>>,
+    /// Tags this resolver's subscriptions on the hub it may share.
+    id: u64,
+    /// Its place on the watch, with the hub of its port. Dropped after `Drop::drop` ended
+    /// this resolver's subscriptions; the last one stops the watch.
+    membership: Membership,
 }
 
 impl Resolver {
+    fn new(target: Target, membership: Membership) -> Resolver {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Resolver {
+            target,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            membership,
+        }
+    }
+
+    /// Where this resolver's port of the watch publishes.
+    fn hub(&self) -> &Arc<Hub> {
+        self.membership.hub()
+    }
+
     /// Wait until the first resolution and return it, or fail after `timeout` with an
     /// [`ErrorKind::NotReady`](crate::ErrorKind::NotReady) error whose
     /// [`cause`](Error::cause) is the last failure (a 403 with the RBAC rule to add, a
@@ -108,7 +158,7 @@ impl Resolver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_ready(&self, timeout: Duration) -> Result<Snapshot, Error> {
-        self.shared.wait_ready(timeout)
+        self.hub().wait_ready(timeout)
     }
 
     /// The current addresses to use (see [`Snapshot::addresses`]), sorted and de-duplicated.
@@ -134,7 +184,7 @@ impl Resolver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn addresses(&self) -> Addresses {
-        self.shared.current().addresses()
+        self.hub().current().addresses()
     }
 
     /// The current snapshot: version, addresses and endpoint details.
@@ -160,7 +210,7 @@ impl Resolver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot(&self) -> Snapshot {
-        self.shared.current()
+        self.hub().current()
     }
 
     /// A new subscription to snapshots: the current one (once resolved), then each change.
@@ -188,7 +238,7 @@ impl Resolver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn updates(&self) -> Updates {
-        self.shared.subscribe()
+        self.hub().subscribe(self.id)
     }
 
     /// A round-robin picker over the current snapshot, which skips addresses its callers
@@ -217,7 +267,7 @@ impl Resolver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn picker(&self) -> Picker {
-        Picker::new(self.shared.clone())
+        Picker::new(self.hub().clone())
     }
 
     /// Health and counters: whether it resolved, how stale the addresses may be, the last
@@ -242,7 +292,7 @@ impl Resolver {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn status(&self) -> Status {
-        self.shared.status()
+        self.hub().status()
     }
 
     /// The target, with the namespace filled in.
@@ -268,32 +318,10 @@ impl Resolver {
 }
 
 impl Drop for Resolver {
+    /// Ends this resolver's subscriptions; then its membership leaves the watch, and the last
+    /// one stops the watcher thread (see the type's docs).
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
-        // Wakes a backoff wait.
-        drop(self.wake.take());
-        // Interrupts a blocked connect-less read or a request awaiting its response.
-        if let Some(agent) = self.agent.take() {
-            agent.shutdown();
-        }
-        if let Some(thread) = self.thread.take() {
-            // Everything the thread can block in is interrupted above, except a TCP connect
-            // in progress (std and ureq cannot cancel one): a black-holed API server. Then
-            // the thread is left to finish by itself within the connect timeout, so that
-            // dropping never takes long.
-            let deadline = Instant::now() + JOIN_PATIENCE;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            } else {
-                log::debug!(
-                    "{}: the watcher is still connecting; it ends within the connect timeout",
-                    self.target
-                );
-            }
-        }
+        self.hub().end_subscriptions(self.id);
     }
 }
 
@@ -301,13 +329,10 @@ impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
             .field("target", &self.target.to_string())
-            .field("version", &self.shared.version())
+            .field("version", &self.hub().version())
             .finish_non_exhaustive()
     }
 }
-
-/// How long dropping a resolver waits for its thread before leaving it to finish alone.
-const JOIN_PATIENCE: Duration = Duration::from_millis(800);
 
 #[cfg(test)]
 mod tests {

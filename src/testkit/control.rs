@@ -9,8 +9,9 @@ use super::faults::{Failure, Fault};
 use super::handle::FakeApiServer;
 use super::objects::{endpoint_slice_object, endpoints_object, Pod};
 use super::record::RequestRecord;
+use super::render;
 use super::shared::TARGET;
-use super::store::{self, FailRule};
+use super::store::FailRule;
 use super::types::{AddressType, ChunkMode, Resource, Verb};
 
 /// Objects.
@@ -18,10 +19,15 @@ impl FakeApiServer {
     /// Creates or replaces an object; returns its new resourceVersion.
     ///
     /// `object` is stored as given (any JSON object: raw `subsets` work too), with
-    /// `metadata.name`, `metadata.namespace`, `metadata.resourceVersion` and
-    /// `metadata.uid` set by the server, and `kind`/`apiVersion` removed (they are added
-    /// where the real server adds them). Open watches see `ADDED` or `MODIFIED` (or a
-    /// selection change as `ADDED`/`DELETED`).
+    /// `metadata.name`, `metadata.namespace` and `metadata.resourceVersion` set by the
+    /// server, `metadata.uid` and `metadata.creationTimestamp` kept from the object's
+    /// previous state (else the object's own, else new), and `kind`/`apiVersion` removed
+    /// (they are added where the real server adds them). Open watches see `ADDED` or
+    /// `MODIFIED` (or a selection change as `ADDED`/`DELETED`).
+    ///
+    /// A namespace that does not exist yet is created first, as if the test had created
+    /// it (writes over HTTP, like a real server's, need it to exist). For
+    /// [`Resource::Namespaces`] `namespace` is ignored.
     ///
     /// ```
     /// use kuberesolver::testkit::{FakeApiServer, Resource};
@@ -39,13 +45,19 @@ impl FakeApiServer {
         if !object.is_object() {
             log::debug!(target: TARGET, "apply: not a JSON object ({object}), storing an empty one");
         }
-        let rv = self.core.lock().apply(resource, namespace, name, object);
+        let mut st = self.core.lock();
+        if resource.namespaced() {
+            st.ensure_namespace(namespace);
+        }
+        let rv = st.apply(resource, namespace, name, object);
+        drop(st);
         self.core.changed();
         rv.to_string()
     }
 
     /// Deletes an object; returns the new resourceVersion, or `None` when it did not
-    /// exist. Open watches see `DELETED` with its last state.
+    /// exist. Open watches see `DELETED` with its last state. Deleting a namespace deletes
+    /// everything in it first.
     ///
     /// ```
     /// # use kuberesolver::testkit::doc_support::echo_server;
@@ -76,10 +88,11 @@ impl FakeApiServer {
     /// ```
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
         let st = self.core.lock();
+        let namespace = if resource.namespaced() { namespace } else { "" };
         let obj = st
             .objects
             .get(&(resource, namespace.to_owned(), name.to_owned()))?;
-        serde_json::from_str(&store::object_json(resource, obj)).ok()
+        serde_json::from_str(&render::object_json(resource, obj)).ok()
     }
 
     /// The current resourceVersion (what a list would return).

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::render;
 use super::server;
 use super::shared::{lock, ServerCore, Settings, TARGET};
 use super::store::ServerState;
@@ -18,7 +19,8 @@ use super::types::ChunkMode;
 ///
 /// Defaults: plain HTTP on `127.0.0.1` (any free port), no authentication, one chunk per
 /// event, a bookmark every 60 s, watches capped only by their own `timeoutSeconds` (30 min
-/// without one), and the user `system:serviceaccount:default:test` in 403 messages.
+/// without one), the user `system:serviceaccount:default:test` in 403 messages, and
+/// Kubernetes 1.32 at `/version`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -42,6 +44,7 @@ pub struct FakeApiServerBuilder {
     max_watch_timeout: Option<Duration>,
     user: String,
     ignore_selectors: bool,
+    version: (u32, u32),
 }
 
 impl fmt::Debug for FakeApiServerBuilder {
@@ -56,6 +59,7 @@ impl fmt::Debug for FakeApiServerBuilder {
             .field("max_watch_timeout", &self.max_watch_timeout)
             .field("user", &self.user)
             .field("ignore_selectors", &self.ignore_selectors)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -277,6 +281,29 @@ impl FakeApiServerBuilder {
         self
     }
 
+    /// The Kubernetes version `/version` reports (default 1.32), as `gitVersion`
+    /// `v{major}.{minor}.0`.
+    ///
+    /// Tools read it: kubectl warns about too great a skew, and a version dispatcher (the
+    /// Google Cloud SDK's `kubectl` runs the `kubectl.1.N` that matches the server's minor)
+    /// chooses the client by it.
+    ///
+    /// ```
+    /// # use kuberesolver::testkit::doc_support::get;
+    /// use kuberesolver::testkit::FakeApiServer;
+    ///
+    /// let server = FakeApiServer::builder().kubernetes_version(1, 29).start()?;
+    /// // `get` sends a GET and returns the raw response.
+    /// let response = get(&server, "/version")?;
+    /// assert!(response.contains(r#""minor":"29""#) && response.contains(r#""gitVersion":"v1.29.0""#));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn kubernetes_version(mut self, major: u32, minor: u32) -> FakeApiServerBuilder {
+        self.version = (major, minor);
+        self
+    }
+
     /// Starts the server.
     ///
     /// # Errors
@@ -311,6 +338,7 @@ impl FakeApiServerBuilder {
             tls,
             user: self.user,
             ignore_selectors: self.ignore_selectors,
+            version: self.version,
         };
         let server = FakeApiServer {
             core: Arc::new(ServerCore::new(state, settings)),
@@ -389,6 +417,7 @@ impl FakeApiServer {
             max_watch_timeout: None,
             user: "system:serviceaccount:default:test".to_owned(),
             ignore_selectors: false,
+            version: (1, 32),
         }
     }
 
@@ -424,6 +453,48 @@ impl FakeApiServer {
     /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A kubeconfig (JSON, which is valid YAML) whose current context is this server: its
+    /// URL, the bearer token it requires now (if any) and, over HTTPS, the test CA
+    /// ([`TEST_CA_PEM`](super::TEST_CA_PEM), which signs every built-in
+    /// [`TlsIdentity`](super::TlsIdentity)) as `certificate-authority-data`. Write it to a
+    /// file and point `kubectl --kubeconfig` (or anything that reads kubeconfigs) at it.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{FakeApiServer, TlsIdentity};
+    ///
+    /// let server = FakeApiServer::builder()
+    ///     .tls(TlsIdentity::test_server())
+    ///     .token(Some("s3cret".to_owned()))
+    ///     .start()?;
+    /// let kubeconfig: serde_json::Value = serde_json::from_str(&server.kubeconfig())?;
+    /// assert_eq!(kubeconfig["current-context"], "testkit");
+    /// let cluster = &kubeconfig["clusters"][0]["cluster"];
+    /// assert_eq!(cluster["server"], server.url());
+    /// assert!(cluster["certificate-authority-data"].as_str().is_some_and(|ca| ca.starts_with("LS0tLS1CRUdJTi")));
+    /// assert_eq!(kubeconfig["users"][0]["user"]["token"], "s3cret");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kubeconfig(&self) -> String {
+        let mut cluster = serde_json::json!({ "server": self.url() });
+        if self.core.settings.tls.is_some() {
+            let ca = render::base64(super::TEST_CA_PEM.as_bytes(), false);
+            cluster["certificate-authority-data"] = ca.into();
+        }
+        let user = match &self.core.lock().token {
+            Some(token) => serde_json::json!({ "token": token }),
+            None => serde_json::json!({}),
+        };
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "testkit", "cluster": cluster }],
+            "users": [{ "name": "testkit", "user": user }],
+            "contexts": [{ "name": "testkit", "context": { "cluster": "testkit", "user": "testkit" } }],
+            "current-context": "testkit",
+        })
+        .to_string()
     }
 
     fn spawn_accept(&self, listener: TcpListener) -> io::Result<()> {

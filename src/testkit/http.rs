@@ -6,10 +6,12 @@ use std::net::{Shutdown, TcpStream};
 
 use rustls::{ServerConnection, StreamOwned};
 
+use super::errors::StatusError;
+
 /// Largest request head accepted (request line + headers).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
-/// Largest request body accepted (and discarded).
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest request body accepted (3 MiB, as the real server's limit for one object).
+const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// One accepted connection.
 pub(crate) enum Conn {
@@ -48,6 +50,11 @@ impl Conn {
             Conn::Plain(s) => s,
             Conn::Tls(s) => &s.sock,
         }
+    }
+
+    /// The local address of the connection (where the server listens).
+    pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.sock().local_addr()
     }
 
     /// Closes the TCP connection at once (no TLS close_notify, no terminating chunk).
@@ -120,6 +127,8 @@ pub(crate) struct Request {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub http10: bool,
+    /// The body (`Content-Length` bytes; empty without one).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -263,15 +272,15 @@ pub(crate) fn read_request(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<Request
     let query = parse_query(raw_query)
         .ok_or_else(|| ReadError::Bad(format!("bad escape in query {raw_query:?}")))?;
 
-    let request = Request {
+    let mut request = Request {
         method: method.to_owned(),
         path,
         query,
         headers,
         http10,
+        body: Vec::new(),
     };
 
-    // Discard a body, if any.
     if request.header("transfer-encoding").is_some() {
         return Err(ReadError::Bad(
             "request bodies with Transfer-Encoding are not supported".into(),
@@ -287,7 +296,7 @@ pub(crate) fn read_request(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<Request
         while buf.len() < len {
             fill(conn, buf)?;
         }
-        buf.drain(..len);
+        request.body = buf.drain(..len).collect();
     }
     Ok(request)
 }
@@ -336,14 +345,17 @@ pub(crate) fn parse_query(q: &str) -> Option<Vec<(String, String)>> {
 pub(crate) fn reason_phrase(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        201 => "Created",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         409 => "Conflict",
         410 => "Gone",
         413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -371,6 +383,25 @@ impl Answer {
             content_type: "application/json",
             headers: Vec::new(),
             body: body.into_bytes(),
+        }
+    }
+
+    /// The `Status` of a failed request, with its `Retry-After`.
+    pub fn error(e: &StatusError) -> Answer {
+        let answer = Answer::json(e.code, e.body());
+        match e.retry_after {
+            Some(secs) => answer.header("Retry-After", secs.to_string()),
+            None => answer,
+        }
+    }
+
+    /// A body of another content type (discovery, OpenAPI).
+    pub fn typed(status: u16, content_type: &'static str, body: Vec<u8>) -> Answer {
+        Answer {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
         }
     }
 

@@ -1,24 +1,48 @@
 //! An in-process fake Kubernetes API server, for tests and demos (feature `testkit`).
 //!
-//! [`FakeApiServer`] serves the two APIs a resolver reads, the way the real
-//! kube-apiserver does:
+//! [`FakeApiServer`] serves the APIs a resolver reads, the way the real kube-apiserver
+//! does, well enough that real clients accept it: the crate's tests run `kubectl` (1.20 and
+//! 1.27 to 1.33: `get`, `get -A`, `get -w`, `--chunk-size`, `apply -f`, `create`, `replace`,
+//! `delete`) against it, and `kubectl proxy` in front of it.
 //!
-//! - core/v1 Endpoints: `GET /api/v1/namespaces/{ns}/endpoints[/{name}]`, with
-//!   `fieldSelector=metadata.name=NAME`;
-//! - EndpointSlices: `GET /apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices[/{name}]`,
-//!   with `labelSelector=kubernetes.io/service-name=SVC`.
+//! - core/v1 Endpoints: `/api/v1/namespaces/{ns}/endpoints[/{name}]`, with
+//!   `fieldSelector=metadata.name=NAME`; EndpointSlices:
+//!   `/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices[/{name}]`, with
+//!   `labelSelector=kubernetes.io/service-name=SVC`; Namespaces: `/api/v1/namespaces[/{name}]`
+//!   (`default`, `kube-system`, `kube-public`, `kube-node-lease` from the start).
+//! - Every namespace at once: `/api/v1/endpoints`, `/apis/discovery.k8s.io/v1/endpointslices`
+//!   (lists and watches), and the legacy watch paths
+//!   (`/api/v1/watch/namespaces/{ns}/endpoints/{name}`, which Go's kuberesolver uses).
+//! - Discovery: `/version` (1.32 unless [`kubernetes_version`](FakeApiServerBuilder::kubernetes_version)
+//!   says otherwise), `/api`, `/apis`, each group version, aggregated discovery when the
+//!   client asks for it, an empty `/openapi/v2` (so `kubectl apply` validates nothing it has no
+//!   schema for), `/healthz`, `/livez`, `/readyz`.
+//! - Writes: create (`POST`), replace (`PUT`), JSON merge patch and strategic merge patch
+//!   (`PATCH`), delete, with the server's own metadata (`uid`, `creationTimestamp`, the slice
+//!   `generation`), annotations kept (kubectl's last applied configuration), `dryRun=All`, and
+//!   the real refusals: 409 `AlreadyExists`, 409 `Conflict` on a stale
+//!   `metadata.resourceVersion`, 404 for a missing object or namespace, 403 in a
+//!   terminating namespace, 422 `Invalid` names, 415 for other patch types. A deleted
+//!   namespace is `Terminating` for a moment, then goes with everything in it.
 //!
 //! Lists answer `{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":..},"items":[..]}`
-//! (items without `kind`/`apiVersion`). Watches (`watch=true`, `1` or empty; `resourceVersion`,
-//! `allowWatchBookmarks`, `timeoutSeconds`) stream newline-terminated JSON events in a
-//! chunked `200` body: synthetic `ADDED` events from resourceVersion `0` (or unset), a
-//! replay of later events from any other resourceVersion, an `ERROR` event with code 410
-//! (`Expired`) from a resourceVersion older than the last [`compact`](FakeApiServer::compact),
-//! `BOOKMARK`s, and a clean end (terminating zero-size chunk) at `timeoutSeconds`. An
-//! object that leaves a watch's selection arrives as `DELETED`, one that enters it as
-//! `ADDED`. Errors are `Status` objects (`401`, `403` with the real message shape, `404`,
-//! `410`, `500`, `503` with `Retry-After`, ...) except `429`, which is plain text with
-//! `Retry-After`, and missing APIs, which answer `404 page not found` in plain text.
+//! (items without `kind`/`apiVersion`), in pages with `limit` and `continue` (each page at the
+//! first page's resourceVersion, `remainingItemCount` without selectors), at the state
+//! `resourceVersion` and `resourceVersionMatch` name (`NotOlderThan`, `Exact`; 410 `Expired`
+//! below the last [`compact`](FakeApiServer::compact), also for an old continue token; 504
+//! above the current resourceVersion; 422 for the combinations the apiserver refuses).
+//! Watches (`watch=true`, `1` or empty; `resourceVersion`, `allowWatchBookmarks`,
+//! `timeoutSeconds`) stream newline-terminated JSON events in a chunked `200` body: synthetic
+//! `ADDED` events from resourceVersion `0` (or unset), a replay of later events from any
+//! other resourceVersion, an `ERROR` event with code 410 (`Expired`) from a resourceVersion
+//! older than the last `compact`, `BOOKMARK`s, and a clean end (terminating zero-size chunk)
+//! at `timeoutSeconds`. A streaming list (`sendInitialEvents=true` with
+//! `resourceVersionMatch=NotOlderThan` and bookmarks) ends its initial events with the
+//! bookmark annotated `k8s.io/initial-events-end`. An object that leaves a watch's selection
+//! arrives as `DELETED`, one that enters it as `ADDED`. Errors are `Status` objects (`401`,
+//! `403` with the real message shape, `404`, `409`, `410`, `422`, `500`, `503` with
+//! `Retry-After`, ...) except `429`, which is plain text with `Retry-After`, and missing
+//! APIs, which answer `404 page not found` in plain text.
 //!
 //! Everything else is in the test's hands: objects ([`apply`](FakeApiServer::apply),
 //! [`set_endpoints`](FakeApiServer::set_endpoints), [`delete`](FakeApiServer::delete)),
@@ -27,7 +51,8 @@
 //! how events are cut into chunks ([`ChunkMode`]), faults on open watches ([`Fault`],
 //! [`inject`](FakeApiServer::inject)), failed answers ([`Failure`],
 //! [`fail_next`](FakeApiServer::fail_next)), TLS ([`TlsIdentity`], with embedded test
-//! certificates), and a log of every request ([`requests`](FakeApiServer::requests)).
+//! certificates), a [`kubeconfig`](FakeApiServer::kubeconfig) for `kubectl` and other tools,
+//! and a log of every request ([`requests`](FakeApiServer::requests)).
 //!
 //! The server runs on its own threads (std only, no async). Dropping it, or
 //! [`shutdown`](FakeApiServer::shutdown), closes every connection, stalled watches
@@ -91,19 +116,27 @@
 //! ```
 
 mod control;
+mod discovery;
 #[doc(hidden)]
 pub mod doc_support;
+mod errors;
 mod faults;
 mod handle;
 mod http;
+mod list;
 mod objects;
+mod patch;
 mod record;
+mod render;
+mod route;
+mod select;
 mod server;
 mod shared;
 mod store;
 mod tls;
 mod types;
 mod watch;
+mod writes;
 
 #[cfg(test)]
 mod tests;

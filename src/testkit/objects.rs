@@ -1,6 +1,7 @@
 //! Builders for real-looking `Endpoints` and `EndpointSlice` objects.
 
 use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -259,6 +260,30 @@ pub(crate) fn fake_uid(seed: &str) -> String {
     )
 }
 
+/// `at` as the API writes a timestamp (`metav1.Time`): RFC 3339 in UTC, to the second,
+/// e.g. `2024-01-02T03:04:05Z`. Times before 1970 count as 1970.
+pub(crate) fn timestamp(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since the epoch to a proleptic Gregorian date, by 400-year eras of 146 097 days
+    // that start on 1 March (so that the leap day ends a year).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// A core/v1 `Endpoints` object (without `kind`/`apiVersion`: the server adds them where
 /// the real one does), as the Endpoints controller writes it.
 ///
@@ -469,5 +494,21 @@ mod tests {
         assert!(empty["ports"].is_null());
         assert_ne!(fake_uid("a"), fake_uid("b"));
         assert_eq!(fake_uid("a").len(), 36);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_seconds() {
+        let at = |secs: u64| timestamp(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(1_704_164_645), "2024-01-02T03:04:05Z");
+        assert_eq!(at(951_825_600), "2000-02-29T12:00:00Z"); // a leap day of a century
+        assert_eq!(at(951_868_799), "2000-02-29T23:59:59Z");
+        assert_eq!(at(951_868_800), "2000-03-01T00:00:00Z");
+        assert_eq!(at(4_107_542_400), "2100-03-01T00:00:00Z"); // 2100 has no 29 February
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(at(1_735_689_599), "2024-12-31T23:59:59Z");
+        assert_eq!(at(1_735_689_600), "2025-01-01T00:00:00Z");
+        let before = UNIX_EPOCH - std::time::Duration::from_secs(5);
+        assert_eq!(timestamp(before), "1970-01-01T00:00:00Z");
     }
 }

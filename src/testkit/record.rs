@@ -46,7 +46,8 @@ pub struct RequestRecord {
     pub path: String,
     /// The URL-decoded query parameters, in order.
     pub query: Vec<(String, String)>,
-    /// Get, List or Watch; `None` when the path is not one of the served APIs.
+    /// Get, List, Watch, Create, Update, Patch or Delete; `None` for a document (discovery,
+    /// `/version`, ...), a path the server does not serve, or a method the path does not take.
     pub verb: Option<Verb>,
     /// The resource the path names, if any.
     pub resource: Option<Resource>,

@@ -8,13 +8,20 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConnection, StreamOwned};
 use serde_json::{json, Value};
 
+use super::discovery::Served;
+use super::errors::{status_json, StatusError};
 use super::faults::Failure;
 use super::http::{read_request, Answer, Conn, ReadError, Request};
+use super::list::{self, ListQuery};
 use super::record::RequestRecord;
+use super::render::object_json;
+use super::route::{route, ApiPath, Doc, Route};
+use super::select::Filter;
 use super::shared::{Flow, ServerCore, TARGET};
-use super::store::{object_json, status_json, FailRule, Filter, ServerState};
+use super::store::{FailRule, ServerState};
 use super::types::{Resource, Verb};
-use super::watch::{self, WatchParams};
+use super::watch::{self, parse_bool, WatchParams};
+use super::writes;
 
 /// The `Warning` header the real server adds to every core/v1 Endpoints request (1.33+).
 const ENDPOINTS_WARNING: &str =
@@ -140,54 +147,29 @@ impl Flow {
     }
 }
 
-/// A routed resource path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Route {
-    resource: Resource,
-    namespace: String,
-    name: Option<String>,
-}
-
-fn route(path: &str) -> Option<Route> {
-    let rest = path.strip_prefix('/')?;
-    let segs: Vec<&str> = rest.split('/').collect();
-    let (resource, tail) = match segs.as_slice() {
-        ["api", "v1", "namespaces", tail @ ..] => (Resource::Endpoints, tail),
-        ["apis", "discovery.k8s.io", "v1", "namespaces", tail @ ..] => {
-            (Resource::EndpointSlices, tail)
-        }
-        _ => return None,
-    };
-    let (ns, plural, name) = match tail {
-        [ns, plural] => (*ns, *plural, None),
-        [ns, plural, name] => (*ns, *plural, Some(*name)),
-        _ => return None,
-    };
-    if ns.is_empty() || plural != resource.plural() || name == Some("") {
-        return None;
-    }
-    Some(Route {
-        resource,
-        namespace: ns.to_owned(),
-        name: name.map(str::to_owned),
-    })
-}
-
-/// `true`/`false` the way the apiserver's query decoder reads booleans (an empty value is
-/// true).
-fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, String> {
-    match v {
-        None => Ok(false),
-        Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
-        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-        Some(other) => Err(format!("{name}: Invalid value: {other:?}: strconv.ParseBool: parsing {other:?}: invalid syntax")),
-    }
-}
-
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The verb of a request on an API path, as the apiserver's RequestInfo derives it; `None`
+/// for a method the path does not serve.
+fn verb_of(req: &Request, path: &ApiPath) -> Option<Verb> {
+    let named = path.name.is_some();
+    let collection_in_scope = path.namespace.is_some() || !path.resource.namespaced();
+    match req.method.as_str() {
+        "GET" if path.watch => Some(Verb::Watch),
+        "GET" if parse_bool("watch", req.param("watch")) == Ok(true) => Some(Verb::Watch),
+        "GET" if named => Some(Verb::Get),
+        "GET" => Some(Verb::List),
+        _ if path.watch => None,
+        "POST" if !named && collection_in_scope => Some(Verb::Create),
+        "PUT" if named => Some(Verb::Update),
+        "PATCH" if named => Some(Verb::Patch),
+        "DELETE" if named => Some(Verb::Delete),
+        _ => None,
+    }
 }
 
 fn record_request(
@@ -195,7 +177,7 @@ fn record_request(
     conn: u64,
     req: Option<&Request>,
     verb: Option<Verb>,
-    route: Option<&Route>,
+    path: Option<&ApiPath>,
     token: Option<&str>,
 ) -> u64 {
     let mut st = shared.lock();
@@ -206,8 +188,8 @@ fn record_request(
         path: req.map(|r| r.path.clone()).unwrap_or_default(),
         query: req.map(|r| r.query.clone()).unwrap_or_default(),
         verb,
-        resource: route.map(|r| r.resource),
-        namespace: route.map(|r| r.namespace.clone()),
+        resource: path.map(|r| r.resource),
+        namespace: path.and_then(|r| r.namespace.clone()),
         at: Instant::now(),
         status: 0,
         authorization: req.is_some_and(|r| r.header("authorization").is_some()),
@@ -243,6 +225,15 @@ fn status_answer(code: u16, reason: &str, message: &str, details: Option<&Value>
 
 fn not_found_page() -> Answer {
     Answer::text(404, "404 page not found\n")
+}
+
+fn method_not_allowed() -> Answer {
+    status_answer(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+        Some(&json!({})),
+    )
 }
 
 fn failure_answer(failure: &Failure) -> Option<Answer> {
@@ -283,8 +274,8 @@ fn failure_answer(failure: &Failure) -> Option<Answer> {
 
 /// `name` of a list/watch as the apiserver's RequestInfo derives it: from the path, else
 /// from an exact `metadata.name` field selector.
-fn request_name(route: &Route, req: &Request) -> Option<String> {
-    if let Some(n) = &route.name {
+fn request_name(path: &ApiPath, req: &Request) -> Option<String> {
+    if let Some(n) = &path.name {
         return Some(n.clone());
     }
     req.param("fieldSelector")?.split(',').find_map(|t| {
@@ -295,51 +286,32 @@ fn request_name(route: &Route, req: &Request) -> Option<String> {
     })
 }
 
-fn details(resource: Resource, name: Option<&str>) -> Value {
-    let mut d = serde_json::Map::new();
-    if let Some(n) = name {
-        d.insert("name".into(), Value::String(n.to_owned()));
-    }
-    if !resource.group().is_empty() {
-        d.insert("group".into(), Value::String(resource.group().to_owned()));
-    }
-    d.insert("kind".into(), Value::String(resource.plural().to_owned()));
-    Value::Object(d)
-}
-
-fn forbidden_answer(user: &str, verb: Verb, route: &Route, name: Option<&str>) -> Answer {
-    let r = route.resource;
-    let subject = match name {
-        Some(n) => format!("{} \"{n}\" is forbidden", r.qualified()),
-        None => format!("{} is forbidden", r.qualified()),
-    };
-    let message = format!(
-        "{subject}: User \"{user}\" cannot {} resource \"{}\" in API group \"{}\" in the namespace \"{}\"",
-        verb.as_str(),
-        r.plural(),
-        r.group(),
-        route.namespace
-    );
-    status_answer(403, "Forbidden", &message, Some(&details(r, name)))
+/// Whether a request may go without a token: the anonymous user may read the version and
+/// the health checks (`system:public-info-viewer`), nothing else.
+fn public(route: Option<&Route>, req: &Request) -> bool {
+    matches!(route, Some(Route::Doc(Doc::Version | Doc::Health)))
+        && req.header("authorization").is_none()
 }
 
 fn handle_request(shared: &ServerCore, conn: &mut Conn, conn_id: u64, req: &Request) -> Flow {
     let close = !req.keep_alive();
     let route = route(&req.path);
-    let watch = parse_bool("watch", req.param("watch"));
-    let verb = route.as_ref().map(|r| match (&watch, &r.name) {
-        (Ok(true), _) => Verb::Watch,
-        (_, Some(_)) => Verb::Get,
-        (_, None) => Verb::List,
-    });
+    let api = match &route {
+        Some(Route::Api(path)) => Some(path),
+        _ => None,
+    };
+    let verb = api.and_then(|p| verb_of(req, p));
     let token = req.header("authorization").and_then(bearer);
-    let record = record_request(shared, conn_id, Some(req), verb, route.as_ref(), token);
+    let record = record_request(shared, conn_id, Some(req), verb, api, token);
     log::debug!(target: TARGET, "{} {} {:?}", req.method, req.path, verb);
 
     let (failure, expected, forbidden, disabled) = {
         let mut st = shared.lock();
+        if st.reap(Instant::now()) {
+            shared.changed();
+        }
         let failure = take_failure(&mut st, verb);
-        let resource = route.as_ref().map(|r| r.resource);
+        let resource = api.map(|r| r.resource);
         (
             failure,
             st.token.clone(),
@@ -363,146 +335,148 @@ fn handle_request(shared: &ServerCore, conn: &mut Conn, conn_id: u64, req: &Requ
         };
     }
     if let Some(expected) = expected {
-        if token != Some(expected.as_str()) {
+        if token != Some(expected.as_str()) && !public(route.as_ref(), req) {
             let answer = status_answer(401, "Unauthorized", "Unauthorized", None);
             return shared.send(conn, record, answer, close);
         }
     }
-    let (Some(route), Some(verb)) = (route, verb) else {
-        return shared.send(conn, record, not_found_page(), close);
+    let path = match route {
+        None => return shared.send(conn, record, not_found_page(), close),
+        Some(Route::Doc(doc)) => {
+            let answer = document(shared, conn, doc, req);
+            return shared.send(conn, record, answer, close);
+        }
+        Some(Route::Api(path)) => path,
     };
-    let name = request_name(&route, req);
-    if forbidden {
-        let answer = forbidden_answer(&shared.settings.user, verb, &route, name.as_deref());
-        return shared.send(conn, record, answer, close);
+    if let (true, Some(verb)) = (forbidden, verb) {
+        let name = request_name(&path, req);
+        let e = StatusError::forbidden(
+            &shared.settings.user,
+            verb.as_str(),
+            path.resource,
+            path.namespace.as_deref(),
+            name.as_deref(),
+        );
+        return shared.send(conn, record, Answer::error(&e), close);
     }
     if disabled {
         return shared.send(conn, record, not_found_page(), close);
     }
-    if req.method != "GET" {
-        let answer = status_answer(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
-            Some(&json!({})),
-        );
-        return shared.send(conn, record, answer, close);
-    }
-    let warn = |a: Answer| match route.resource {
-        Resource::Endpoints => a.header("Warning", ENDPOINTS_WARNING),
-        Resource::EndpointSlices => a,
+    let Some(verb) = verb else {
+        return shared.send(conn, record, method_not_allowed(), close);
     };
-    let bad = |msg: &str| status_answer(400, "BadRequest", msg, None);
-    if let Err(msg) = &watch {
-        return shared.send(conn, record, bad(msg), close);
+    if let Err(msg) = parse_bool("watch", req.param("watch")) {
+        return shared.send(
+            conn,
+            record,
+            Answer::error(&StatusError::bad_request(msg)),
+            close,
+        );
     }
+    let warn = |a: Answer| match path.resource {
+        Resource::Endpoints => a.header("Warning", ENDPOINTS_WARNING),
+        _ => a,
+    };
+    let reply = |result: Result<Answer, StatusError>| match result {
+        Ok(answer) => warn(answer),
+        Err(e) => Answer::error(&e),
+    };
     let selector = |name: &str| {
         req.param(name)
             .filter(|_| !shared.settings.ignore_selectors)
     };
+    let filter = |name: Option<&str>| {
+        Filter::parse(
+            path.resource,
+            path.namespace.as_deref(),
+            name,
+            selector("fieldSelector"),
+            selector("labelSelector"),
+        )
+        .map_err(StatusError::bad_request)
+    };
 
-    match verb {
+    let answer = match verb {
+        Verb::Watch => {
+            let headers = match path.resource {
+                Resource::Endpoints => vec![("Warning", ENDPOINTS_WARNING.to_owned())],
+                _ => Vec::new(),
+            };
+            let params = filter(path.name.as_deref())
+                .and_then(|f| WatchParams::parse(|n| req.param(n), headers, close).map(|p| (f, p)));
+            return match params {
+                Ok((filter, params)) => watch::serve(shared, conn, conn_id, record, filter, params),
+                Err(e) => shared.send(conn, record, Answer::error(&e), close),
+            };
+        }
         Verb::Get => {
             let st = shared.lock();
+            let name = path.name.clone().unwrap_or_default();
             let key = (
-                route.resource,
-                route.namespace.clone(),
-                name.clone().unwrap_or_default(),
+                path.resource,
+                path.namespace.clone().unwrap_or_default(),
+                name,
             );
-            let answer = match st.objects.get(&key) {
-                Some(obj) => warn(Answer::json(200, object_json(route.resource, obj))),
-                None => {
-                    let n = name.as_deref().unwrap_or("");
-                    status_answer(
-                        404,
-                        "NotFound",
-                        &format!("{} \"{n}\" not found", route.resource.qualified()),
-                        Some(&details(route.resource, Some(n))),
-                    )
-                }
-            };
-            drop(st);
-            shared.send(conn, record, answer, close)
+            reply(match st.objects.get(&key) {
+                Some(obj) => Ok(Answer::json(200, object_json(path.resource, obj))),
+                None => Err(StatusError::not_found(path.resource, &key.2)),
+            })
         }
-        Verb::List | Verb::Any => {
-            let filter = match Filter::parse(
-                route.resource,
-                &route.namespace,
-                None,
-                selector("fieldSelector"),
-                selector("labelSelector"),
-            ) {
-                Ok(f) => f,
-                Err(msg) => return shared.send(conn, record, bad(&msg), close),
-            };
+        Verb::List => reply(filter(None).and_then(|f| {
+            let q = ListQuery::parse(|n| req.param(n))?;
             let st = shared.lock();
-            let items: Vec<String> = st.matching(&filter).map(Value::to_string).collect();
-            let body = format!(
-                "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[{}]}}",
-                route.resource.list_kind(),
-                route.resource.api_version(),
-                st.rv,
-                items.join(",")
-            );
-            drop(st);
-            shared.send(conn, record, warn(Answer::json(200, body)), close)
+            list::list(&st, &f, &q).map(|body| Answer::json(200, body))
+        })),
+        _ => reply(write(shared, &path, verb, req)),
+    };
+    shared.send(conn, record, answer, close)
+}
+
+/// Carries out a create, update, patch or delete, and wakes the watches it concerns.
+fn write(
+    shared: &ServerCore,
+    path: &ApiPath,
+    verb: Verb,
+    req: &Request,
+) -> Result<Answer, StatusError> {
+    let dry_run = match req.param("dryRun") {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(StatusError::bad_request(format!(
+                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+            )))
         }
-        Verb::Watch => {
-            let filter = match Filter::parse(
-                route.resource,
-                &route.namespace,
-                route.name.as_deref(),
-                selector("fieldSelector"),
-                selector("labelSelector"),
-            ) {
-                Ok(f) => f,
-                Err(msg) => return shared.send(conn, record, bad(&msg), close),
-            };
-            let bookmarks =
-                match parse_bool("allowWatchBookmarks", req.param("allowWatchBookmarks")) {
-                    Ok(b) => b,
-                    Err(msg) => return shared.send(conn, record, bad(&msg), close),
-                };
-            let timeout_secs = match req.param("timeoutSeconds").filter(|s| !s.is_empty()) {
-                None => None,
-                Some(s) => {
-                    match s.parse::<u64>() {
-                        Ok(n) => Some(n),
-                        Err(_) => {
-                            let msg = format!("timeoutSeconds: Invalid value: {s:?}: must be a non-negative integer");
-                            return shared.send(conn, record, bad(&msg), close);
-                        }
-                    }
-                }
-            };
-            let rv = match req
-                .param("resourceVersion")
-                .filter(|s| !s.is_empty() && *s != "0")
-            {
-                None => None,
-                Some(s) => match s.parse::<u64>() {
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        let msg = format!(
-                            "resourceVersion: Invalid value: {s:?}: invalid resource version"
-                        );
-                        return shared.send(conn, record, bad(&msg), close);
-                    }
-                },
-            };
-            let headers = match route.resource {
-                Resource::Endpoints => vec![("Warning", ENDPOINTS_WARNING.to_owned())],
-                Resource::EndpointSlices => Vec::new(),
-            };
-            let params = WatchParams {
-                rv,
-                bookmarks,
-                timeout_secs,
-                headers,
-                close,
-            };
-            watch::serve(shared, conn, conn_id, record, filter, params)
+    };
+    let content_type = req.header("content-type").unwrap_or("");
+    let mut st = shared.lock();
+    let written = match verb {
+        Verb::Create => writes::create(&mut st, path, &req.body, dry_run),
+        Verb::Update => writes::replace(&mut st, path, &req.body, dry_run),
+        Verb::Patch => writes::patch(&mut st, path, content_type, &req.body, dry_run),
+        _ => writes::delete(&mut st, path, &req.body, dry_run),
+    }?;
+    drop(st);
+    shared.changed();
+    Ok(Answer::json(written.code, written.body))
+}
+
+/// A discovery, version, OpenAPI or health document.
+fn document(shared: &ServerCore, conn: &Conn, doc: Doc, req: &Request) -> Answer {
+    if req.method != "GET" {
+        return method_not_allowed();
+    }
+    let st = shared.lock();
+    let served = Served {
+        version: shared.settings.version,
+        disabled: &st.disabled,
+        address: conn.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+    };
+    match served.document(doc, req.header("accept").unwrap_or("")) {
+        Some((content_type, body)) => {
+            Answer::typed(200, content_type, body).header("Vary", "Accept")
         }
+        None => not_found_page(),
     }
 }
 
@@ -511,37 +485,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routing() {
-        assert_eq!(
-            route("/api/v1/namespaces/prod/endpoints"),
-            Some(Route {
-                resource: Resource::Endpoints,
-                namespace: "prod".into(),
-                name: None
-            })
-        );
-        assert_eq!(
-            route("/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices/x").map(|r| r.name),
-            Some(Some("x".into()))
-        );
-        assert_eq!(route("/api/v1/namespaces/prod/pods"), None);
-        assert_eq!(route("/api/v1/namespaces//endpoints"), None);
-        assert_eq!(route("/api/v1/namespaces/prod/endpoints/"), None);
-        assert_eq!(
-            route("/apis/discovery.k8s.io/v1/namespaces/prod/endpoints"),
-            None
-        );
-        assert_eq!(route("/"), None);
-    }
-
-    #[test]
-    fn bools_and_bearer() {
-        assert_eq!(parse_bool("w", Some("")), Ok(true));
-        assert_eq!(parse_bool("w", Some("1")), Ok(true));
-        assert_eq!(parse_bool("w", Some("true")), Ok(true));
-        assert_eq!(parse_bool("w", Some("false")), Ok(false));
-        assert_eq!(parse_bool("w", None), Ok(false));
-        assert!(parse_bool("w", Some("yes")).is_err());
+    fn bearer_tokens() {
         assert_eq!(bearer("Bearer abc"), Some("abc"));
         assert_eq!(bearer("bearer  abc "), Some("abc"));
         assert_eq!(bearer("Basic abc"), None);

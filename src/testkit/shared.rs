@@ -30,6 +30,8 @@ pub(crate) struct Settings {
     pub user: String,
     /// Answer lists and watches as if they had no selectors (a careless proxy or mock).
     pub ignore_selectors: bool,
+    /// The Kubernetes version `/version` answers: (major, minor).
+    pub version: (u32, u32),
 }
 
 /// The server as its handle and every server thread share it.

@@ -1,17 +1,30 @@
-//! The server's state: objects, the event log, selectors, and JSON rendering.
+//! The server's state: objects, the event log (and the state at any resourceVersion it
+//! still holds), namespaces, the test's knobs.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::faults::{Failure, Fault};
-use super::objects::fake_uid;
+use super::objects::{fake_uid, timestamp};
 use super::record::RequestRecord;
 use super::types::{ChunkMode, Resource, Verb};
 
 /// The first resourceVersion handed out is `INITIAL_RV + 1`.
 const INITIAL_RV: u64 = 1000;
+
+/// The namespaces every cluster starts with.
+const BUILTIN_NAMESPACES: [&str; 4] = ["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// How long a deleted namespace stays `Terminating` before its contents and itself are
+/// gone: long enough for a client that deletes a namespace and then what is in it (kubectl
+/// deleting a file in order) to find it all still there, as on a real cluster.
+pub(crate) const NAMESPACE_TERMINATION: Duration = Duration::from_millis(300);
+
+/// Where an object is kept: resource, namespace (`""` for a namespace itself), name.
+pub(crate) type Key = (Resource, String, String);
 
 /// One change in the event log.
 #[derive(Debug)]
@@ -19,6 +32,7 @@ pub(crate) struct LogEvent {
     pub rv: u64,
     pub resource: Resource,
     pub namespace: String,
+    pub name: String,
     /// The object after the change; `None` for a deletion.
     pub object: Option<Value>,
     /// The object before the change; `None` for a creation.
@@ -42,10 +56,12 @@ pub(crate) struct WatchSlot {
 /// Everything behind the server's mutex.
 pub(crate) struct ServerState {
     pub rv: u64,
-    /// Watches from a resourceVersion below this get `410 Expired`.
+    /// Watches and lists at a resourceVersion below this get `410 Expired`.
     pub horizon: u64,
-    pub objects: BTreeMap<(Resource, String, String), Value>,
+    pub objects: BTreeMap<Key, Value>,
     pub log: Vec<LogEvent>,
+    /// Namespaces deleted over HTTP, `Terminating` until then.
+    pub terminating: BTreeMap<String, Instant>,
     pub token: Option<String>,
     pub chunk_mode: ChunkMode,
     pub forbidden: HashSet<Resource>,
@@ -64,11 +80,12 @@ pub(crate) struct ServerState {
 
 impl ServerState {
     pub fn new(token: Option<String>, chunk_mode: ChunkMode) -> ServerState {
-        ServerState {
-            rv: INITIAL_RV,
+        let mut st = ServerState {
+            rv: INITIAL_RV - BUILTIN_NAMESPACES.len() as u64,
             horizon: 0,
             objects: BTreeMap::new(),
             log: Vec::new(),
+            terminating: BTreeMap::new(),
             token,
             chunk_mode,
             forbidden: HashSet::new(),
@@ -82,7 +99,11 @@ impl ServerState {
             accepted: 0,
             listening: false,
             shutdown: false,
+        };
+        for ns in BUILTIN_NAMESPACES {
+            st.ensure_namespace(ns);
         }
+        st
     }
 
     pub fn next_id(&mut self) -> u64 {
@@ -90,10 +111,10 @@ impl ServerState {
         self.next_id
     }
 
-    /// Creates or replaces an object; returns the new resourceVersion.
-    pub fn apply(&mut self, resource: Resource, namespace: &str, name: &str, object: Value) -> u64 {
-        let key = (resource, namespace.to_owned(), name.to_owned());
-        // The caller logs a value that is not an object.
+    /// Stores `object` under its key as the server's new state of it: sets
+    /// `metadata.resourceVersion` to a new resourceVersion, logs the change, and returns
+    /// that resourceVersion. Everything else in `object` is the caller's.
+    pub fn put(&mut self, resource: Resource, namespace: &str, name: &str, object: Value) -> u64 {
         let mut obj = match object {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -102,64 +123,140 @@ impl ServerState {
         obj.remove("apiVersion");
         self.rv += 1;
         let rv = self.rv;
-        let prev = self.objects.get(&key).cloned();
-        let prev_uid = prev
-            .as_ref()
-            .and_then(|p| p.pointer("/metadata/uid"))
-            .cloned();
         let meta = obj
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()));
         if !meta.is_object() {
             *meta = Value::Object(Map::new());
         }
-        if let Value::Object(meta) = meta {
-            meta.insert("name".into(), Value::String(name.to_owned()));
-            meta.insert("namespace".into(), Value::String(namespace.to_owned()));
-            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-            let uid = prev_uid.unwrap_or_else(|| {
-                Value::String(fake_uid(&format!(
-                    "{}/{namespace}/{name}/{rv}",
-                    resource.plural()
-                )))
-            });
-            meta.entry("uid").or_insert(uid);
-        }
+        meta["resourceVersion"] = Value::String(rv.to_string());
         let obj = Value::Object(obj);
-        self.objects.insert(key, obj.clone());
+        let key = (resource, namespace.to_owned(), name.to_owned());
+        let prev = self.objects.insert(key, obj.clone());
         self.log.push(LogEvent {
             rv,
             resource,
             namespace: namespace.to_owned(),
+            name: name.to_owned(),
             object: Some(obj),
             prev,
         });
         rv
     }
 
-    /// Deletes an object; returns the new resourceVersion, `None` when it did not exist.
+    /// Creates or replaces an object as a test's fixture: `metadata.name` and
+    /// `metadata.namespace` from the arguments, `uid` and `creationTimestamp` kept from
+    /// the previous state (or the object's own, or new); returns the new resourceVersion.
+    pub fn apply(&mut self, resource: Resource, namespace: &str, name: &str, object: Value) -> u64 {
+        let namespace = if resource.namespaced() { namespace } else { "" };
+        let mut obj = match object {
+            Value::Object(m) => Value::Object(m),
+            _ => json!({}),
+        };
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        let prev = self
+            .objects
+            .get(&(resource, namespace.to_owned(), name.to_owned()));
+        let kept = |field: &str| prev.and_then(|p| p["metadata"].get(field)).cloned();
+        let uid = kept("uid").unwrap_or_else(|| {
+            let seed = format!("{}/{namespace}/{name}/{}", resource.plural(), self.rv + 1);
+            Value::String(fake_uid(&seed))
+        });
+        let created = kept("creationTimestamp")
+            .unwrap_or_else(|| Value::String(timestamp(SystemTime::now())));
+        if let Value::Object(meta) = &mut obj["metadata"] {
+            meta.insert("name".into(), Value::String(name.to_owned()));
+            if resource.namespaced() {
+                meta.insert("namespace".into(), Value::String(namespace.to_owned()));
+            } else {
+                meta.remove("namespace");
+            }
+            meta.entry("uid").or_insert(uid);
+            meta.entry("creationTimestamp").or_insert(created);
+        }
+        if resource == Resource::Namespaces {
+            namespace_defaults(&mut obj, name);
+        }
+        self.put(resource, namespace, name, obj)
+    }
+
+    /// Creates the namespace `name` unless it exists (a fixture in a namespace brings its
+    /// namespace, as if the test had created it first).
+    pub fn ensure_namespace(&mut self, name: &str) {
+        if !self.namespace_exists(name) {
+            self.apply(Resource::Namespaces, "", name, json!({}));
+        }
+    }
+
+    pub fn namespace_exists(&self, name: &str) -> bool {
+        let key = (Resource::Namespaces, String::new(), name.to_owned());
+        self.objects.contains_key(&key)
+    }
+
+    /// Deletes an object (a namespace with everything in it); returns the new
+    /// resourceVersion, `None` when it did not exist.
     pub fn delete(&mut self, resource: Resource, namespace: &str, name: &str) -> Option<u64> {
+        let namespace = if resource.namespaced() { namespace } else { "" };
         let key = (resource, namespace.to_owned(), name.to_owned());
+        if resource == Resource::Namespaces && self.objects.contains_key(&key) {
+            let inside: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(r, ns, _)| r.namespaced() && ns == name)
+                .cloned()
+                .collect();
+            for (r, ns, n) in inside {
+                self.delete(r, &ns, &n);
+            }
+        }
         let prev = self.objects.remove(&key)?;
         self.rv += 1;
         self.log.push(LogEvent {
             rv: self.rv,
             resource,
             namespace: namespace.to_owned(),
+            name: name.to_owned(),
             object: None,
             prev: Some(prev),
         });
         Some(self.rv)
     }
 
-    /// Objects that `filter` selects, in name order.
-    pub fn matching<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a Value> + 'a {
-        self.objects
+    /// Marks namespace `name` `Terminating` (a deletion over HTTP): it and its contents go
+    /// at `until`, when [`reap`](Self::reap) runs; the namespace's new state is returned.
+    pub fn terminate_namespace(&mut self, name: &str, until: Instant) -> Option<Value> {
+        let key = (Resource::Namespaces, String::new(), name.to_owned());
+        let mut ns = self.objects.get(&key)?.clone();
+        if !self.terminating.contains_key(name) {
+            ns["metadata"]["deletionTimestamp"] = Value::String(timestamp(SystemTime::now()));
+            ns["status"] = json!({"phase": "Terminating"});
+            self.put(Resource::Namespaces, "", name, ns);
+            self.terminating.insert(name.to_owned(), until);
+        }
+        self.objects.get(&key).cloned()
+    }
+
+    /// Whether namespace `name` is being deleted.
+    pub fn is_terminating(&self, name: &str) -> bool {
+        self.terminating.contains_key(name)
+    }
+
+    /// Deletes the namespaces whose termination is due, with their contents (what the
+    /// namespace controller does); returns whether anything changed.
+    pub fn reap(&mut self, now: Instant) -> bool {
+        let due: Vec<String> = self
+            .terminating
             .iter()
-            .filter(move |((r, ns, _), obj)| {
-                *r == filter.resource && *ns == filter.namespace && filter.matches(obj)
-            })
-            .map(|(_, obj)| obj)
+            .filter(|(_, until)| **until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &due {
+            self.terminating.remove(name);
+            self.delete(Resource::Namespaces, "", name);
+        }
+        !due.is_empty()
     }
 
     /// Log events with a resourceVersion above `rv`.
@@ -167,303 +264,184 @@ impl ServerState {
         let start = self.log.partition_point(|e| e.rv <= rv);
         &self.log[start..]
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Name,
-    Namespace,
-}
-
-#[derive(Debug, Clone)]
-enum Req {
-    Field(Field, bool, String),
-    Label(String, bool, String),
-    Exists(String, bool),
-}
-
-/// Which objects a list or watch selects.
-#[derive(Debug, Clone)]
-pub(crate) struct Filter {
-    pub resource: Resource,
-    pub namespace: String,
-    reqs: Vec<Req>,
-}
-
-fn split_op(term: &str) -> Option<(&str, bool, &str)> {
-    if let Some((k, v)) = term.split_once("!=") {
-        return Some((k.trim(), false, v.trim()));
-    }
-    if let Some((k, v)) = term.split_once("==") {
-        return Some((k.trim(), true, v.trim()));
-    }
-    term.split_once('=')
-        .map(|(k, v)| (k.trim(), true, v.trim()))
-}
-
-impl Filter {
-    /// Parses the selectors of a request (`name` from the path acts as
-    /// `metadata.name=name`). `Err` carries a BadRequest message in the real server's words.
-    pub fn parse(
-        resource: Resource,
-        namespace: &str,
-        name: Option<&str>,
-        field_selector: Option<&str>,
-        label_selector: Option<&str>,
-    ) -> Result<Filter, String> {
-        let mut reqs = Vec::new();
-        if let Some(name) = name {
-            reqs.push(Req::Field(Field::Name, true, name.to_owned()));
-        }
-        for term in field_selector.unwrap_or("").split(',') {
-            let term = term.trim();
-            if term.is_empty() {
+    /// The objects of `resource` as they were at resourceVersion `rv` (not below the
+    /// compaction horizon, not above the current one): the current ones with every later
+    /// change undone.
+    pub fn objects_at(&self, resource: Resource, rv: u64) -> BTreeMap<Key, Value> {
+        let mut objects: BTreeMap<Key, Value> = self
+            .objects
+            .iter()
+            .filter(|((r, _, _), _)| *r == resource)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for ev in self.events_after(rv).iter().rev() {
+            if ev.resource != resource {
                 continue;
             }
-            let Some((k, eq, v)) = split_op(term) else {
-                return Err(format!(
-                    "invalid selector: '{term}'; can't understand '{term}'"
-                ));
+            let key = (ev.resource, ev.namespace.clone(), ev.name.clone());
+            match &ev.prev {
+                Some(prev) => objects.insert(key, prev.clone()),
+                None => objects.remove(&key),
             };
-            let field = match k {
-                "metadata.name" => Field::Name,
-                "metadata.namespace" => Field::Namespace,
-                other => return Err(format!("field label not supported: {other}")),
-            };
-            reqs.push(Req::Field(field, eq, v.to_owned()));
         }
-        let labels = label_selector.unwrap_or("");
-        if labels.contains('(') {
-            return Err(format!(
-                "unable to parse requirement: set-based selectors are not supported by the fake server: {labels:?}"
-            ));
-        }
-        for term in labels.split(',') {
-            let term = term.trim();
-            if term.is_empty() {
-                continue;
-            }
-            let req = match split_op(term) {
-                Some((k, eq, v)) => Req::Label(k.to_owned(), eq, v.to_owned()),
-                None => match term.strip_prefix('!') {
-                    Some(k) => Req::Exists(k.trim().to_owned(), false),
-                    None => Req::Exists(term.to_owned(), true),
-                },
-            };
-            let key = match &req {
-                Req::Label(k, _, _) | Req::Exists(k, _) => k,
-                Req::Field(..) => "",
-            };
-            if key.is_empty() || key.contains(' ') {
-                return Err(format!(
-                    "unable to parse requirement: invalid label key {key:?}"
-                ));
-            }
-            reqs.push(req);
-        }
-        Ok(Filter {
-            resource,
-            namespace: namespace.to_owned(),
-            reqs,
-        })
-    }
-
-    /// Whether `obj` (of this filter's resource and namespace) is selected.
-    pub fn matches(&self, obj: &Value) -> bool {
-        let meta = |k: &str| {
-            obj.pointer(&format!("/metadata/{k}"))
-                .and_then(Value::as_str)
-        };
-        let label = |k: &str| {
-            obj.pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .and_then(|m| m.get(k))
-                .and_then(Value::as_str)
-        };
-        self.reqs.iter().all(|req| match req {
-            Req::Field(f, eq, v) => {
-                let actual = match f {
-                    Field::Name => meta("name"),
-                    Field::Namespace => meta("namespace"),
-                };
-                (actual == Some(v.as_str())) == *eq
-            }
-            // `key!=value` also selects objects without the label.
-            Req::Label(k, eq, v) => (label(k) == Some(v.as_str())) == *eq,
-            Req::Exists(k, exists) => label(k).is_some() == *exists,
-        })
-    }
-
-    /// What a watcher with this filter sees of `ev`, as the real watch cache decides it:
-    /// a change into the selection is ADDED, out of it DELETED (carrying the previous
-    /// state with the event's resourceVersion).
-    pub fn convert(&self, ev: &LogEvent) -> Option<(&'static str, Value)> {
-        if ev.resource != self.resource || ev.namespace != self.namespace {
-            return None;
-        }
-        let cur = ev.object.as_ref().filter(|o| self.matches(o));
-        let old = ev.prev.as_ref().filter(|o| self.matches(o));
-        match (cur, old) {
-            (Some(cur), None) => Some(("ADDED", cur.clone())),
-            (Some(cur), Some(_)) => Some(("MODIFIED", cur.clone())),
-            (None, Some(old)) => {
-                let mut old = old.clone();
-                if let Some(Value::Object(meta)) = old.get_mut("metadata") {
-                    meta.insert("resourceVersion".into(), Value::String(ev.rv.to_string()));
-                }
-                Some(("DELETED", old))
-            }
-            (None, None) => None,
-        }
+        objects
     }
 }
 
-/// A JSON string literal.
-pub(crate) fn js(s: &str) -> String {
-    Value::String(s.to_owned()).to_string()
-}
-
-/// `obj` with `kind` and `apiVersion` first, as the server renders a single object.
-pub(crate) fn object_json(resource: Resource, obj: &Value) -> String {
-    let mut m = match obj {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    m.remove("kind");
-    m.remove("apiVersion");
-    let head = format!(
-        "{{\"kind\":{},\"apiVersion\":{}",
-        js(resource.kind()),
-        js(resource.api_version())
-    );
-    if m.is_empty() {
-        return head + "}";
+/// What the server fills in a Namespace: the name label, the `kubernetes` finalizer unless
+/// the object lists its own, phase `Active` (the status is the server's).
+pub(crate) fn namespace_defaults(obj: &mut Value, name: &str) {
+    let labels = &mut obj["metadata"]["labels"];
+    if !labels.is_object() {
+        *labels = json!({});
     }
-    let rest = Value::Object(m).to_string();
-    format!("{head},{}", &rest[1..])
-}
-
-/// One watch event line, `\n` included.
-pub(crate) fn event_line(kind: &str, object_json: &str) -> Vec<u8> {
-    format!("{{\"type\":{},\"object\":{}}}\n", js(kind), object_json).into_bytes()
-}
-
-/// A BOOKMARK event line.
-pub(crate) fn bookmark_line(resource: Resource, rv: u64) -> Vec<u8> {
-    let extra = match resource {
-        Resource::Endpoints => "",
-        Resource::EndpointSlices => ",\"addressType\":\"\",\"endpoints\":null,\"ports\":null",
-    };
-    let obj = format!(
-        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{{\"resourceVersion\":\"{rv}\"}}{extra}}}",
-        js(resource.kind()),
-        js(resource.api_version())
-    );
-    event_line("BOOKMARK", &obj)
-}
-
-/// A `Status` object (always `status: Failure`).
-pub(crate) fn status_json(
-    code: u16,
-    reason: &str,
-    message: &str,
-    details: Option<&Value>,
-) -> String {
-    let details = details
-        .map(|d| format!("\"details\":{d},"))
-        .unwrap_or_default();
-    format!(
-        "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\"message\":{},\"reason\":{},{details}\"code\":{code}}}",
-        js(message),
-        js(reason)
-    )
-}
-
-/// The ERROR event a watch from a compacted resourceVersion gets.
-pub(crate) fn expired_line(rv: u64, horizon: u64) -> Vec<u8> {
-    let status = status_json(
-        410,
-        "Expired",
-        &format!("too old resource version: {rv} ({horizon})"),
-        None,
-    );
-    event_line("ERROR", &status)
+    labels["kubernetes.io/metadata.name"] = Value::String(name.to_owned());
+    if !obj["spec"].is_object() {
+        obj["spec"] = json!({});
+    }
+    if obj["spec"].get("finalizers").is_none() {
+        obj["spec"]["finalizers"] = json!(["kubernetes"]);
+    }
+    obj["status"] = json!({"phase": "Active"});
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    #[test]
-    fn selectors() {
-        let obj = json!({"metadata": {"name": "a", "namespace": "ns", "labels": {"k": "v"}}});
-        let f = |fs: Option<&str>, ls: Option<&str>| {
-            Filter::parse(Resource::Endpoints, "ns", None, fs, ls).map(|f| f.matches(&obj))
-        };
-        assert_eq!(f(Some("metadata.name=a"), None), Ok(true));
-        assert_eq!(f(Some("metadata.name==b"), None), Ok(false));
-        assert_eq!(f(Some("metadata.name!=b"), None), Ok(true));
-        assert_eq!(f(None, Some("k=v")), Ok(true));
-        assert_eq!(f(None, Some("k=w")), Ok(false));
-        assert_eq!(f(None, Some("k,!j")), Ok(true));
-        assert_eq!(f(None, Some("j")), Ok(false));
-        assert_eq!(f(None, None), Ok(true));
-        assert!(f(Some("spec.x=1"), None).is_err());
-        assert!(f(Some("garbage"), None).is_err());
-        assert!(f(None, Some("k in (a,b)")).is_err());
-        assert!(f(None, Some("=v")).is_err());
+    fn state() -> ServerState {
+        ServerState::new(None, ChunkMode::PerEvent)
+    }
+
+    fn names(objects: &BTreeMap<Key, Value>) -> Vec<String> {
+        objects
+            .keys()
+            .map(|(_, ns, n)| format!("{ns}/{n}"))
+            .collect()
     }
 
     #[test]
-    fn rendering() {
-        let o = json!({"metadata": {"name": "a"}, "kind": "X"});
+    fn a_new_server_has_the_builtin_namespaces_and_hands_out_resource_versions_after_1000() {
+        let mut st = state();
+        assert_eq!(st.rv, INITIAL_RV);
+        for ns in BUILTIN_NAMESPACES {
+            assert!(st.namespace_exists(ns), "{ns}");
+        }
+        let ns = &st.objects[&(Resource::Namespaces, String::new(), "default".to_owned())];
         assert_eq!(
-            object_json(Resource::Endpoints, &o),
-            r#"{"kind":"Endpoints","apiVersion":"v1","metadata":{"name":"a"}}"#
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "default"
         );
+        assert_eq!(ns["status"]["phase"], "Active");
+        assert!(ns["metadata"].get("namespace").is_none());
         assert_eq!(
-            String::from_utf8(bookmark_line(Resource::EndpointSlices, 7)).unwrap_or_default(),
-            "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"EndpointSlice\",\"apiVersion\":\"discovery.k8s.io/v1\",\"metadata\":{\"resourceVersion\":\"7\"},\"addressType\":\"\",\"endpoints\":null,\"ports\":null}}\n"
+            st.apply(Resource::Endpoints, "default", "a", json!({})),
+            INITIAL_RV + 1
         );
-        let s: Value =
-            serde_json::from_str(&status_json(401, "Unauthorized", "Unauthorized", None))
-                .unwrap_or_default();
-        assert_eq!(s["code"], 401);
-        assert_eq!(s["status"], "Failure");
+        assert!(!st.namespace_exists("prod"));
     }
 
     #[test]
-    fn selection_changes() {
-        let mut st = ServerState::new(None, ChunkMode::PerEvent);
-        let f = Filter::parse(
-            Resource::EndpointSlices,
-            "ns",
-            None,
-            None,
-            Some("kubernetes.io/service-name=svc"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let with = |svc: &str| json!({"metadata": {"labels": {"kubernetes.io/service-name": svc}}});
-        st.apply(Resource::EndpointSlices, "ns", "s1", with("svc"));
-        st.apply(Resource::EndpointSlices, "ns", "s1", with("svc"));
-        let rv = st.apply(Resource::EndpointSlices, "ns", "s1", with("other"));
-        st.apply(Resource::EndpointSlices, "ns", "s1", with("other"));
-        st.apply(Resource::EndpointSlices, "ns", "s1", with("svc"));
-        st.delete(Resource::EndpointSlices, "ns", "s1");
-        st.apply(Resource::EndpointSlices, "other-ns", "s1", with("svc"));
-        let seen: Vec<_> = st
-            .events_after(0)
-            .iter()
-            .filter_map(|e| f.convert(e))
+    fn fixtures_keep_uid_and_creation_time_across_replacements() {
+        let mut st = state();
+        st.apply(Resource::Endpoints, "prod", "a", json!({"subsets": []}));
+        let first = st.objects[&(Resource::Endpoints, "prod".into(), "a".into())].clone();
+        let rv = st.apply(
+            Resource::Endpoints,
+            "prod",
+            "a",
+            json!({"kind": "X", "metadata": 3}),
+        );
+        let second = &st.objects[&(Resource::Endpoints, "prod".into(), "a".into())];
+        assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"]);
+        assert_eq!(
+            second["metadata"]["creationTimestamp"],
+            first["metadata"]["creationTimestamp"]
+        );
+        assert_eq!(second["metadata"]["resourceVersion"], rv.to_string());
+        assert_eq!(second["metadata"]["namespace"], "prod");
+        assert!(second.get("kind").is_none() && second.get("subsets").is_none());
+        let other = st.apply(Resource::Endpoints, "prod", "b", json!(null));
+        let b = &st.objects[&(Resource::Endpoints, "prod".into(), "b".into())];
+        assert_ne!(b["metadata"]["uid"], first["metadata"]["uid"]);
+        assert_eq!(b["metadata"]["resourceVersion"], other.to_string());
+    }
+
+    #[test]
+    fn the_state_at_an_older_resource_version_undoes_later_changes() {
+        let mut st = state();
+        let r1 = st.apply(Resource::Endpoints, "prod", "a", json!({"v": 1}));
+        st.apply(Resource::Endpoints, "prod", "b", json!({"v": 1}));
+        let r3 = st.apply(Resource::Endpoints, "prod", "a", json!({"v": 2}));
+        st.apply(Resource::EndpointSlices, "prod", "s", json!({}));
+        st.delete(Resource::Endpoints, "prod", "b");
+        st.apply(Resource::Endpoints, "dev", "c", json!({}));
+        let at = |rv| st.objects_at(Resource::Endpoints, rv);
+        assert_eq!(names(&at(r1)), ["prod/a"]);
+        assert_eq!(
+            at(r1)[&(Resource::Endpoints, "prod".into(), "a".into())]["v"],
+            1
+        );
+        assert_eq!(names(&at(r3)), ["prod/a", "prod/b"]);
+        assert_eq!(
+            at(r3)[&(Resource::Endpoints, "prod".into(), "a".into())]["v"],
+            2
+        );
+        assert_eq!(names(&at(st.rv)), ["dev/c", "prod/a"]);
+        assert!(at(INITIAL_RV).is_empty());
+    }
+
+    #[test]
+    fn deleting_a_namespace_deletes_what_is_in_it() {
+        let mut st = state();
+        st.ensure_namespace("prod");
+        st.apply(Resource::Endpoints, "prod", "a", json!({}));
+        st.apply(Resource::EndpointSlices, "prod", "s", json!({}));
+        st.apply(Resource::Endpoints, "dev", "a", json!({}));
+        let rv = st.delete(Resource::Namespaces, "ignored", "prod");
+        assert_eq!(rv, Some(st.rv));
+        assert!(!st.namespace_exists("prod"));
+        let left: Vec<&Key> = st
+            .objects
+            .keys()
+            .filter(|k| k.0 != Resource::Namespaces)
             .collect();
-        let kinds: Vec<_> = seen.iter().map(|(k, _)| *k).collect();
-        assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED", "ADDED", "DELETED"]);
-        assert_eq!(seen[2].1["metadata"]["resourceVersion"], rv.to_string());
         assert_eq!(
-            seen[2].1["metadata"]["labels"]["kubernetes.io/service-name"],
-            "svc"
+            left,
+            [&(Resource::Endpoints, "dev".to_owned(), "a".to_owned())]
         );
-        assert_eq!(st.events_after(rv).len(), 4);
+        let deleted: Vec<&str> = st
+            .events_after(rv.unwrap_or(0) - 3)
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(deleted, ["a", "s", "prod"]);
+        assert_eq!(st.delete(Resource::Namespaces, "", "prod"), None);
+    }
+
+    #[test]
+    fn a_terminating_namespace_keeps_its_contents_until_it_is_reaped() {
+        let mut st = state();
+        st.ensure_namespace("prod");
+        st.apply(Resource::Endpoints, "prod", "a", json!({}));
+        let t0 = Instant::now();
+        let until = t0 + Duration::from_secs(60);
+        let ns = st.terminate_namespace("prod", until).unwrap_or_default();
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert!(ns["metadata"]["deletionTimestamp"].is_string());
+        assert!(st.is_terminating("prod") && st.namespace_exists("prod"));
+        let rv = st.rv;
+        assert!(st.terminate_namespace("prod", t0).is_some());
+        assert_eq!(st.rv, rv, "deleting it again changes nothing");
+        assert!(st.terminate_namespace("nowhere", t0).is_none());
+        assert!(!st.reap(until - Duration::from_millis(1)));
+        assert!(st.namespace_exists("prod"));
+        assert!(st.reap(until));
+        assert!(!st.namespace_exists("prod") && !st.is_terminating("prod"));
+        assert!(!st
+            .objects
+            .contains_key(&(Resource::Endpoints, "prod".into(), "a".into())));
+        assert!(!st.reap(until));
     }
 }

@@ -2,19 +2,23 @@
 //! which kind of address a slice holds ([`AddressType`]), and how watch events are cut
 //! into chunks ([`ChunkMode`]).
 
-/// The two resources the server knows.
+/// The resources the server knows.
 ///
 /// Names an API in [`FakeApiServer::apply`](super::FakeApiServer::apply),
 /// [`forbid`](super::FakeApiServer::forbid), [`disable`](super::FakeApiServer::disable) and
 /// in each [`RequestRecord`](super::RequestRecord); each method below shows its part of the
-/// API's names and paths.
+/// API's names and paths. A later release may serve more (the enum is `#[non_exhaustive]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Resource {
     /// core/v1 `Endpoints` (`/api/v1/namespaces/{ns}/endpoints`).
     Endpoints,
     /// `discovery.k8s.io/v1` `EndpointSlice`
     /// (`/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices`).
     EndpointSlices,
+    /// core/v1 `Namespace` (`/api/v1/namespaces`), cluster-scoped: its objects are kept
+    /// under the namespace `""`.
+    Namespaces,
 }
 
 impl Resource {
@@ -29,6 +33,7 @@ impl Resource {
         match self {
             Resource::Endpoints => "Endpoints",
             Resource::EndpointSlices => "EndpointSlice",
+            Resource::Namespaces => "Namespace",
         }
     }
 
@@ -43,6 +48,7 @@ impl Resource {
         match self {
             Resource::Endpoints => "EndpointsList",
             Resource::EndpointSlices => "EndpointSliceList",
+            Resource::Namespaces => "NamespaceList",
         }
     }
 
@@ -55,7 +61,7 @@ impl Resource {
     /// ```
     pub fn api_version(self) -> &'static str {
         match self {
-            Resource::Endpoints => "v1",
+            Resource::Endpoints | Resource::Namespaces => "v1",
             Resource::EndpointSlices => "discovery.k8s.io/v1",
         }
     }
@@ -69,7 +75,7 @@ impl Resource {
     /// ```
     pub fn group(self) -> &'static str {
         match self {
-            Resource::Endpoints => "",
+            Resource::Endpoints | Resource::Namespaces => "",
             Resource::EndpointSlices => "discovery.k8s.io",
         }
     }
@@ -85,23 +91,70 @@ impl Resource {
         match self {
             Resource::Endpoints => "endpoints",
             Resource::EndpointSlices => "endpointslices",
+            Resource::Namespaces => "namespaces",
         }
     }
 
-    /// The collection path in `namespace`, e.g. `/api/v1/namespaces/prod/endpoints`.
+    /// The collection path in `namespace`, e.g. `/api/v1/namespaces/prod/endpoints`
+    /// (`/api/v1/namespaces` for [`Namespaces`](Resource::Namespaces), whatever
+    /// `namespace` is).
     ///
     /// ```
     /// use kuberesolver::testkit::Resource;
     ///
     /// let path = Resource::Endpoints.collection_path("prod");
     /// assert_eq!(path, "/api/v1/namespaces/prod/endpoints");
+    /// assert_eq!(Resource::Namespaces.collection_path(""), "/api/v1/namespaces");
     /// ```
     pub fn collection_path(self, namespace: &str) -> String {
         match self {
-            Resource::Endpoints => format!("/api/v1/namespaces/{namespace}/endpoints"),
-            Resource::EndpointSlices => {
-                format!("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices")
-            }
+            Resource::Namespaces => "/api/v1/namespaces".to_owned(),
+            _ => format!("{}/namespaces/{namespace}/{}", self.prefix(), self.plural()),
+        }
+    }
+
+    /// Whether its objects live in a namespace (all but [`Namespaces`](Resource::Namespaces)).
+    ///
+    /// ```
+    /// use kuberesolver::testkit::Resource;
+    ///
+    /// assert!(Resource::EndpointSlices.namespaced());
+    /// assert!(!Resource::Namespaces.namespaced());
+    /// ```
+    pub fn namespaced(self) -> bool {
+        self != Resource::Namespaces
+    }
+
+    /// Every resource the server knows, in discovery order.
+    pub(crate) const ALL: [Resource; 3] = [
+        Resource::Endpoints,
+        Resource::Namespaces,
+        Resource::EndpointSlices,
+    ];
+
+    /// The path of its group version: `/api/v1` or `/apis/discovery.k8s.io/v1`.
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            Resource::Endpoints | Resource::Namespaces => "/api/v1",
+            Resource::EndpointSlices => "/apis/discovery.k8s.io/v1",
+        }
+    }
+
+    /// The singular name discovery announces.
+    pub(crate) fn singular(self) -> &'static str {
+        match self {
+            Resource::Endpoints => "endpoints",
+            Resource::EndpointSlices => "endpointslice",
+            Resource::Namespaces => "namespace",
+        }
+    }
+
+    /// The short names `kubectl` accepts (`ep`, `ns`; slices have none on a real server).
+    pub(crate) fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Resource::Endpoints => &["ep"],
+            Resource::EndpointSlices => &[],
+            Resource::Namespaces => &["ns"],
         }
     }
 
@@ -110,6 +163,7 @@ impl Resource {
         match self {
             Resource::Endpoints => "endpoints",
             Resource::EndpointSlices => "endpointslices.discovery.k8s.io",
+            Resource::Namespaces => "namespaces",
         }
     }
 }
@@ -212,6 +266,7 @@ pub enum ChunkMode {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Verb {
     /// Any request (filters only; records never carry it).
     Any,
@@ -219,12 +274,21 @@ pub enum Verb {
     Get,
     /// LIST of a collection.
     List,
-    /// WATCH (`watch=true`; `watch=1` and an empty `watch=` count too, as on a real server).
+    /// WATCH (`watch=true`; `watch=1` and an empty `watch=` count too, as on a real server;
+    /// and every request on a legacy `/watch/` path).
     Watch,
+    /// POST to a collection: a new object.
+    Create,
+    /// PUT of one object: a replacement.
+    Update,
+    /// PATCH of one object (JSON merge patch, or a strategic merge patch).
+    Patch,
+    /// DELETE of one object.
+    Delete,
 }
 
 impl Verb {
-    /// The RBAC verb: `*`, `get`, `list` or `watch`.
+    /// The RBAC verb: `*`, `get`, `list`, `watch`, `create`, `update`, `patch` or `delete`.
     ///
     /// ```
     /// use kuberesolver::testkit::Verb;
@@ -238,6 +302,10 @@ impl Verb {
             Verb::Get => "get",
             Verb::List => "list",
             Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
         }
     }
 }

@@ -5,14 +5,13 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use super::errors::StatusError;
 use super::faults::Fault;
 use super::http::{write_chunk, write_last_chunk, write_stream_head, Answer, Conn};
+use super::render::{bookmark_line, event_line, expired_line, object_json};
+use super::select::Filter;
 use super::shared::{Flow, ServerCore, POLL, TARGET};
-use super::store::{
-    bookmark_line, event_line, expired_line, object_json, status_json, Filter, WatchSlot,
-};
+use super::store::WatchSlot;
 use super::types::ChunkMode;
 
 /// Without `timeoutSeconds` (and without a cap) a watch lasts this long.
@@ -26,12 +25,93 @@ const COALESCE_DELAY: Duration = Duration::from_millis(5);
 
 /// The parameters of a watch request.
 pub(crate) struct WatchParams {
-    /// `None`: unset or "0" (synthetic ADDED events first).
+    /// `None`: unset or "0".
     pub rv: Option<u64>,
+    /// Start with an ADDED event for every selected object (rather than a replay of the
+    /// changes after `rv`).
+    pub initial_events: bool,
+    /// End the initial events with the bookmark annotated `k8s.io/initial-events-end`
+    /// (a streaming list: `sendInitialEvents=true` with bookmarks).
+    pub end_bookmark: bool,
     pub bookmarks: bool,
     pub timeout_secs: Option<u64>,
     pub headers: Vec<(&'static str, String)>,
     pub close: bool,
+}
+
+/// `true`/`false` the way the apiserver's query decoder reads booleans (an empty value is
+/// true).
+pub(crate) fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, String> {
+    match v {
+        None => Ok(false),
+        Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(format!("{name}: Invalid value: {other:?}: strconv.ParseBool: parsing {other:?}: invalid syntax")),
+    }
+}
+
+impl WatchParams {
+    /// Reads and checks a watch's query: `resourceVersion`, `allowWatchBookmarks`,
+    /// `timeoutSeconds`, and a streaming list's `sendInitialEvents` with
+    /// `resourceVersionMatch=NotOlderThan` (422 for the combinations the apiserver
+    /// refuses).
+    pub fn parse<'a>(
+        param: impl Fn(&str) -> Option<&'a str>,
+        headers: Vec<(&'static str, String)>,
+        close: bool,
+    ) -> Result<WatchParams, StatusError> {
+        let bad = StatusError::bad_request;
+        let bookmarks =
+            parse_bool("allowWatchBookmarks", param("allowWatchBookmarks")).map_err(bad)?;
+        let timeout_secs = match param("timeoutSeconds").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                bad(format!(
+                    "timeoutSeconds: Invalid value: {s:?}: must be a non-negative integer"
+                ))
+            })?),
+        };
+        let rv = match param("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
+            None => None,
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                bad(format!(
+                    "resourceVersion: Invalid value: {s:?}: invalid resource version"
+                ))
+            })?),
+        };
+        let send_initial = match param("sendInitialEvents") {
+            None => None,
+            v => Some(parse_bool("sendInitialEvents", v).map_err(bad)?),
+        };
+        let matching = param("resourceVersionMatch").unwrap_or("");
+        let mut errors = Vec::new();
+        if send_initial.is_some() && matching != "NotOlderThan" {
+            errors.push("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".to_owned());
+        }
+        if !matching.is_empty() {
+            if send_initial.is_none() {
+                errors.push("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".to_owned());
+            }
+            if matching != "NotOlderThan" {
+                errors.push(format!("resourceVersionMatch: Unsupported value: {matching:?}: supported values: \"NotOlderThan\""));
+            }
+            if param("continue").is_some_and(|c| !c.is_empty()) {
+                errors.push("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided".to_owned());
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StatusError::invalid_options(&errors));
+        }
+        Ok(WatchParams {
+            rv,
+            initial_events: send_initial.unwrap_or(rv.is_none()),
+            end_bookmark: send_initial == Some(true) && bookmarks,
+            bookmarks,
+            timeout_secs,
+            headers,
+            close,
+        })
+    }
 }
 
 enum Start {
@@ -69,13 +149,16 @@ pub(crate) fn serve(
         let mut st = shared.lock();
         match params.rv {
             Some(rv) if rv > st.rv => Start::TooLarge(rv, st.rv),
-            Some(rv) if rv < st.horizon => Start::Expired(expired_line(rv, st.horizon)),
+            Some(rv) if rv < st.horizon && !params.initial_events => {
+                Start::Expired(expired_line(rv, st.horizon))
+            }
             rv => {
-                let initial: Vec<Vec<u8>> = match rv {
-                    None => st
-                        .matching(&filter)
-                        .map(|o| event_line("ADDED", &object_json(filter.resource, o)))
+                let mut initial: Vec<Vec<u8>> = match rv {
+                    _ if params.initial_events => filter
+                        .pick(&st.objects)
+                        .map(|(_, o)| event_line("ADDED", &object_json(filter.resource, o)))
                         .collect(),
+                    None => Vec::new(),
                     Some(rv) => st
                         .events_after(rv)
                         .iter()
@@ -83,6 +166,9 @@ pub(crate) fn serve(
                         .map(|(kind, o)| event_line(kind, &object_json(filter.resource, &o)))
                         .collect(),
                 };
+                if params.end_bookmark {
+                    initial.push(bookmark_line(filter.resource, st.rv, true));
+                }
                 let id = st.next_id();
                 let faults: VecDeque<Fault> =
                     st.next_watch_faults.pop_front().into_iter().collect();
@@ -98,20 +184,7 @@ pub(crate) fn serve(
     match start {
         Start::TooLarge(rv, current) => {
             shared.set_status(record, 504);
-            let details = json!({
-                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                "retryAfterSeconds": 1,
-            });
-            let answer = Answer::json(
-                504,
-                status_json(
-                    504,
-                    "Timeout",
-                    &format!("Too large resource version: {rv}, current: {current}"),
-                    Some(&details),
-                ),
-            )
-            .header("Retry-After", "1");
+            let answer = Answer::error(&StatusError::too_large(rv, current));
             match answer.write_to(conn, params.close) {
                 Ok(()) => after_stream,
                 Err(_) => Flow::Abort,
@@ -236,6 +309,11 @@ impl Watch<'_> {
             if ServerCore::conn_gone(&st, self.conn_id) {
                 return Step::Stop;
             }
+            // Watches poll, so a terminating namespace goes on time with no request to
+            // carry it.
+            if st.reap(Instant::now()) {
+                shared.changed();
+            }
             let mode = st.chunk_mode;
             if let Some(fault) = st
                 .watches
@@ -280,7 +358,10 @@ impl Watch<'_> {
                     if due(self.next_bookmark) {
                         self.next_bookmark = Some(now + shared.settings.bookmark_interval);
                     }
-                    return Step::Bookmark(bookmark_line(self.filter.resource, self.cursor), mode);
+                    return Step::Bookmark(
+                        bookmark_line(self.filter.resource, self.cursor, false),
+                        mode,
+                    );
                 }
                 for t in [self.next_bookmark, self.pre_timeout].into_iter().flatten() {
                     wake = wake.min(t);
@@ -357,7 +438,7 @@ impl Watch<'_> {
             Fault::EndCleanly => self.end_cleanly().map(Some),
             Fault::Reset => self.flush_buf().map(|()| Some(Flow::Abort)),
             Fault::CutMidEvent => {
-                let line = bookmark_line(self.filter.resource, self.cursor);
+                let line = bookmark_line(self.filter.resource, self.cursor, false);
                 self.flush_buf()
                     .and_then(|()| write_chunk(self.conn, &line[..line.len() / 2]))
                     .map(|()| Some(Flow::Abort))
@@ -386,5 +467,112 @@ impl Watch<'_> {
         }?;
         self.took_effect(&fault);
         Ok(flow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<WatchParams, StatusError> {
+        let param = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        WatchParams::parse(param, Vec::new(), false)
+    }
+
+    #[test]
+    fn bools_read_as_the_apiserver_reads_them() {
+        assert_eq!(parse_bool("w", Some("")), Ok(true));
+        assert_eq!(parse_bool("w", Some("1")), Ok(true));
+        assert_eq!(parse_bool("w", Some("true")), Ok(true));
+        assert_eq!(parse_bool("w", Some("false")), Ok(false));
+        assert_eq!(parse_bool("w", Some("0")), Ok(false));
+        assert_eq!(parse_bool("w", None), Ok(false));
+        assert!(parse_bool("w", Some("yes")).is_err());
+    }
+
+    #[test]
+    fn initial_events_come_from_an_unset_version_or_when_asked_for() {
+        let p = |pairs: &[(&str, &str)]| {
+            parse(pairs).map(|w| (w.rv, w.initial_events, w.end_bookmark, w.bookmarks))
+        };
+        assert_eq!(p(&[]), Ok((None, true, false, false)));
+        assert_eq!(
+            p(&[("resourceVersion", "0")]),
+            Ok((None, true, false, false))
+        );
+        assert_eq!(
+            p(&[("resourceVersion", "7"), ("allowWatchBookmarks", "true")]),
+            Ok((Some(7), false, false, true))
+        );
+        let streaming = [
+            ("sendInitialEvents", "true"),
+            ("resourceVersionMatch", "NotOlderThan"),
+            ("allowWatchBookmarks", "true"),
+        ];
+        assert_eq!(p(&streaming), Ok((None, true, true, true)));
+        let mut from_seven = streaming.to_vec();
+        from_seven.push(("resourceVersion", "7"));
+        assert_eq!(p(&from_seven), Ok((Some(7), true, true, true)));
+        assert_eq!(
+            p(&streaming[..2]),
+            Ok((None, true, false, false)),
+            "no bookmarks: no end bookmark"
+        );
+        let skip = [
+            ("sendInitialEvents", "false"),
+            ("resourceVersionMatch", "NotOlderThan"),
+        ];
+        assert_eq!(p(&skip), Ok((None, false, false, false)));
+    }
+
+    #[test]
+    fn streaming_list_options_are_checked_as_the_apiserver_checks_them() {
+        let refused = |pairs: &[(&str, &str)], part: &str| {
+            let e = parse(pairs).err().map(|e| (e.code, e.message));
+            assert!(
+                e.as_ref()
+                    .is_some_and(|(c, m)| *c == 422 && m.contains(part)),
+                "{pairs:?}: {e:?}"
+            );
+        };
+        refused(
+            &[("sendInitialEvents", "true")],
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        );
+        refused(
+            &[("resourceVersionMatch", "NotOlderThan")],
+            "forbidden for watch unless sendInitialEvents is provided",
+        );
+        refused(
+            &[
+                ("sendInitialEvents", "true"),
+                ("resourceVersionMatch", "Exact"),
+            ],
+            "Unsupported value: \"Exact\"",
+        );
+        refused(
+            &[
+                ("sendInitialEvents", "true"),
+                ("resourceVersionMatch", "NotOlderThan"),
+                ("continue", "x"),
+            ],
+            "forbidden when continue is provided",
+        );
+        for pairs in [
+            [("timeoutSeconds", "-1")],
+            [("resourceVersion", "x1")],
+            [("allowWatchBookmarks", "maybe")],
+            [("sendInitialEvents", "maybe")],
+        ] {
+            assert_eq!(parse(&pairs).err().map(|e| e.code), Some(400), "{pairs:?}");
+        }
+        assert_eq!(
+            parse(&[("timeoutSeconds", "")]).map(|w| w.timeout_secs),
+            Ok(None)
+        );
+        assert_eq!(
+            parse(&[("timeoutSeconds", "5")]).map(|w| w.timeout_secs),
+            Ok(Some(5))
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kuberesolver::testkit::{AddressType, FakeApiServer, Fault, Pod};
@@ -89,6 +90,28 @@ pub fn converges_to(resolver: &Resolver, expected: &[SocketAddr]) -> Snapshot {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// An example binary that `cargo test` built next to this test's binary.
+pub fn example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    path.is_file().then_some(path)
+}
+
+/// A fresh empty folder under the system's temporary folder, for this process and `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kuberesolver-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes into `dir` the kubeconfig of `server` (`FakeApiServer::kubeconfig`); its path.
+pub fn write_kubeconfig(server: &FakeApiServer, dir: &Path) -> PathBuf {
+    let path = dir.join("kubeconfig.json");
+    std::fs::write(&path, server.kubeconfig()).expect("write the kubeconfig");
+    path
 }
 
 /// Whether this run is CI's (env `CI` set, and not `false` or `0`), where a missing

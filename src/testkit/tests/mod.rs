@@ -1,6 +1,7 @@
 //! Tests of the fake server through raw HTTP/1.1 over `std::net::TcpStream` (and rustls),
-//! by topic: requests and their answers, watches, connections and TLS. This file holds
-//! their vocabulary: a hand-written HTTP client and a few helpers.
+//! by topic: requests and their answers, watches, connections and TLS, and what real tools
+//! need of an API server (discovery, writes, paging, cluster-wide and streaming watches).
+//! This file holds their vocabulary: a hand-written HTTP client and a few helpers.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -63,13 +64,27 @@ impl Client {
     }
 
     fn send(&mut self, target: &str, headers: &[(&str, &str)]) -> io::Result<()> {
-        let mut req = format!("GET {target} HTTP/1.1\r\nHost: kubernetes\r\n");
+        self.send_body("GET", target, headers, b"")
+    }
+
+    fn send_body(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<()> {
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: kubernetes\r\n");
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         req.push_str("\r\n");
         let w = self.r.get_mut();
         w.write_all(req.as_bytes())?;
+        w.write_all(body)?;
         w.flush()
     }
 
@@ -113,7 +128,18 @@ impl Client {
     }
 
     fn get(&mut self, target: &str, headers: &[(&str, &str)]) -> (Head, Vec<u8>) {
-        self.send(target, headers).expect("send");
+        self.call("GET", target, headers, b"")
+    }
+
+    /// Any request with a body; the answer's head and body (`Content-Length`).
+    fn call(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (Head, Vec<u8>) {
+        self.send_body(method, target, headers, body).expect("send");
         let head = self.head().expect("head");
         let len: usize = head
             .header("content-length")
@@ -181,6 +207,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (v, t.elapsed())
 }
 
+mod api;
 mod connections;
 mod requests;
 mod watches;

@@ -336,7 +336,17 @@ fn malformed_requests_get_errors_not_panics() {
     assert!(raw(b"GET /api/v1/namespaces/prod/endpoints?watch=1&resourceVersion=abc HTTP/1.1\r\nConnection: close\r\n\r\n")
         .starts_with("HTTP/1.1 400 "));
     assert!(raw(b"POST /api/v1/namespaces/prod/endpoints HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        .starts_with("HTTP/1.1 422 "));
+    assert!(raw(b"PUT /api/v1/namespaces/prod/endpoints HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
         .starts_with("HTTP/1.1 405 "));
+    assert!(raw(
+        b"POST /api/v1/endpoints HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    .starts_with("HTTP/1.1 405 "));
+    assert!(raw(
+        b"DELETE /api/v1/watch/namespaces/prod/endpoints/x HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    .starts_with("HTTP/1.1 405 "));
     let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 70 * 1024));
     huge.extend_from_slice(b"\r\n\r\n");
