@@ -2,6 +2,10 @@
 //! 4), in ns per call on 1, 2 and 4 threads, while a writer publishes a new snapshot every
 //! millisecond.
 //!
+//! Picks are measured plain; with failure feedback in use (one address of 100 ejected, and
+//! the same with `report_success` after each pick, as `connect_with` does); and zone-aware
+//! on a Service with zone hints (`prefer_zone`). The writer's snapshots carry zones and hints.
+//!
 //! Baselines from the same run, under the same writer: for `pick()`, a bare
 //! `AtomicUsize::fetch_add` plus an index into an `Arc<[SocketAddr]>` (the floor of any
 //! shared round robin); for the reads, cloning and dropping an `Arc<[SocketAddr]>`.
@@ -22,10 +26,22 @@ use std::time::{Duration, Instant};
 
 use common::{median, setting};
 use kuberesolver::fuzzing::Publisher;
+use kuberesolver::Ejection;
 
 fn addrs(n: u16, port: u16) -> Vec<SocketAddr> {
     (0..n)
         .map(|i| SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], port)))
+        .collect()
+}
+
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+
+/// `n` addresses spread over three zones, each hinted for its own zone.
+fn zoned(n: u16) -> Vec<(SocketAddr, &'static str)> {
+    addrs(n, 8080)
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (a, ZONES[i % ZONES.len()]))
         .collect()
 }
 
@@ -61,7 +77,8 @@ fn measure<F: Fn() + Sync>(threads: usize, rounds: usize, calls: usize, f: F) ->
     median(&mut samples)
 }
 
-/// Publishes alternating snapshots every `interval` until dropped; counts publishes.
+/// Publishes alternating snapshots to each publisher every `interval` until stopped; counts
+/// publishes.
 struct Writer {
     stop: Arc<AtomicBool>,
     published: Arc<AtomicUsize>,
@@ -69,18 +86,20 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(publisher: Arc<Publisher>, interval: Option<Duration>) -> Writer {
+    fn start(publishers: Vec<Arc<Publisher>>, interval: Option<Duration>) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicUsize::new(0));
         let thread = interval.map(|interval| {
             let (stop, published) = (stop.clone(), published.clone());
             std::thread::spawn(move || {
-                let sets = [addrs(100, 8080), addrs(101, 8080)];
+                let sets = [zoned(100), zoned(101)];
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    if publisher.publish_addrs(&sets[i % 2]).is_some() {
-                        published.fetch_add(1, Ordering::Relaxed);
+                    for publisher in &publishers {
+                        if publisher.publish_zoned(&sets[i % 2]).is_some() {
+                            published.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     std::thread::sleep(interval);
                 }
@@ -118,21 +137,36 @@ fn main() {
     }
 
     let publisher = Arc::new(Publisher::new());
-    publisher.publish_addrs(&addrs(100, 8080));
+    publisher.publish_zoned(&zoned(100));
     let picker = publisher.picker();
+    let zone_picker = picker.prefer_zone(ZONES[1]);
+    // A second resolver's picker, with one address of 100 ejected for the whole run.
+    let ejecting = Arc::new(Publisher::new());
+    ejecting.publish_zoned(&zoned(100));
+    let feedback = ejecting
+        .picker()
+        .ejection(Ejection::new().initial(Duration::from_secs(3600)));
+    feedback.report_failure(addrs(1, 8080)[0]);
     let cursor = Arc::new(AtomicUsize::new(0));
     let slice: Arc<[SocketAddr]> = Arc::from(addrs(100, 8080));
 
-    let writer = Writer::start(publisher.clone(), interval);
+    let writer = Writer::start(vec![publisher.clone(), ejecting.clone()], interval);
     let started = Instant::now();
 
     println!();
     println!("3. pick(), ns per call");
     println!(
-        "{:>8} {:>22} {:>10} {:>8}",
-        "threads", "fetch_add + index", "pick()", "ratio"
+        "{:>8} {:>18} {:>9} {:>7} {:>12} {:>16} {:>11}",
+        "threads",
+        "fetch_add + index",
+        "pick()",
+        "ratio",
+        "1 ejected",
+        "+ report_success",
+        "zone hints"
     );
     let mut worst: f64 = 0.0;
+    let mut single_feedback = 0.0;
     for threads in [1, 2, 4] {
         let base = measure(threads, rounds, calls, || {
             let turn = cursor.fetch_add(1, Ordering::Relaxed);
@@ -141,13 +175,28 @@ fn main() {
         let pick = measure(threads, rounds, calls, || {
             black_box(picker.pick());
         });
+        let ejected = measure(threads, rounds, calls, || {
+            black_box(feedback.pick());
+        });
+        let reported = measure(threads, rounds, calls, || {
+            if let Some(addr) = feedback.pick() {
+                feedback.report_success(black_box(addr));
+            }
+        });
+        let zone = measure(threads, rounds, calls, || {
+            black_box(zone_picker.pick());
+        });
         worst = worst.max(pick / base);
+        if threads == 1 {
+            single_feedback = ejected.max(reported);
+        }
         println!(
-            "{threads:>8} {base:>22.2} {pick:>10.2} {:>7.2}×",
+            "{threads:>8} {base:>18.2} {pick:>9.2} {:>6.2}× {ejected:>12.2} {reported:>16.2} {zone:>11.2}",
             pick / base
         );
     }
     println!("goal: pick() within 1.50× of the baseline (worst here {worst:.2}×)");
+    println!("goal: with feedback in use, ≤ 30 ns on one thread (here {single_feedback:.2} ns)");
 
     println!();
     println!("4. snapshot reads, ns per call");
@@ -173,8 +222,8 @@ fn main() {
     if interval.is_some() {
         println!();
         println!(
-            "the writer published {published} snapshots in {secs:.1} s ({:.0}/s)",
-            published as f64 / secs
+            "the writer published {published} snapshots in {secs:.1} s ({:.0}/s per resolver)",
+            published as f64 / secs / 2.0
         );
     }
 }

@@ -3,19 +3,28 @@
 //! The demo starts a simulated Kubernetes API server (`kuberesolver::testkit::FakeApiServer`)
 //! and three real TCP echo servers playing the pods of Service `echo` in namespace `demo`,
 //! on 127.0.0.2, .3 and .4 (all of 127/8 is loopback on Linux). A [`Resolver`] lists and
-//! watches the Service's Endpoints, and four client threads send requests non-stop through
-//! its [`Picker`]. Then, the way Kubernetes does it:
+//! watches the Service's EndpointSlices, and four client threads send requests non-stop
+//! through its [`Picker`], with [`Picker::connect_with`]: a failed attempt is reported (the
+//! pod is skipped for a while) and retried on another pod. Then, the way Kubernetes does it:
 //!
 //! 1. `echo-v1-b` breaks and hangs up on every request; until its readiness probe fails,
 //!    it is still listed, and the clients retry those requests on another pod. Then it is
 //!    marked not ready (the resolver drops it), recovers, and is ready again.
-//! 2. A rolling deploy replaces each v1 pod by a v2 pod (on 127.0.0.5, .6, .7): the new pod
-//!    starts, becomes ready and joins the Endpoints; the old one leaves the Endpoints, keeps
+//! 2. The node of `echo-v1-c` dies: the pod cannot be reached (connections are refused), but
+//!    it stays listed as ready until the node controller notices (about 40 s in a real
+//!    cluster, 2 s here), then it is marked not ready. The picker skips it after the first
+//!    refused connect, and probes it once per ejection time (1 s, then 2 s).
+//! 3. A rolling deploy replaces each v1 pod by a v2 pod (on 127.0.0.5, .6, .7): the new pod
+//!    starts, becomes ready and joins the Service; the old one starts terminating, keeps
 //!    serving for a grace period (a preStop sleep), and only then stops.
+//! 4. The Deployment is scaled down to one replica, then restarted with `maxSurge: 0`: its
+//!    only pod terminates before the new one (127.0.0.8) is ready. The resolver keeps using
+//!    the terminating pod, which still serves in its grace period, until the new one is ready.
 //!
-//! A table prints about once a second (snapshot version, each pod's state and requests
-//! served), and a line for each step. The demo ends by itself after about 12 s and exits
-//! with status 1 if any request failed. [`send`] is the pattern for a custom connector.
+//! A table prints about once a second (snapshot version, each pod's state, the requests it
+//! served and the attempts that failed on it), and a line for each step. The demo ends by
+//! itself after about 15 s and exits with status 1 if any request failed. [`send`] is the
+//! pattern for a custom connector.
 
 use std::error::Error;
 use std::io::{self, BufRead, BufReader, Write};
@@ -25,27 +34,30 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use kuberesolver::testkit::{FakeApiServer, Pod};
-use kuberesolver::{Config, Picker, Resolver, Snapshot, Source};
+use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
+use kuberesolver::{Config, Picker, Resolver, Snapshot};
 
 type Fallible<T = ()> = Result<T, Box<dyn Error>>;
 
 const CLIENTS: usize = 4;
 const PAUSE_BETWEEN_REQUESTS: Duration = Duration::from_millis(2);
-const MAX_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a terminating pod keeps serving after it left the Endpoints (its preStop sleep).
+/// How long a terminating pod keeps serving (its preStop sleep).
 const GRACE: Duration = Duration::from_secs(1);
+/// The pod whose node dies: listed, but unreachable.
+const DEAD: usize = 2;
 
-/// The pods (name, IP, node): v1 runs from the start; the deploy replaces it with v2.
-const PODS: [(&str, [u8; 4], &str); 6] = [
+/// The pods (name, IP, node): v1 runs from the start; the deploy replaces it with v2, the
+/// restart the last v2 pod with v3.
+const PODS: [(&str, [u8; 4], &str); 7] = [
     ("echo-v1-a", [127, 0, 0, 2], "node-1"),
     ("echo-v1-b", [127, 0, 0, 3], "node-2"),
     ("echo-v1-c", [127, 0, 0, 4], "node-3"),
     ("echo-v2-a", [127, 0, 0, 5], "node-1"),
     ("echo-v2-b", [127, 0, 0, 6], "node-2"),
     ("echo-v2-c", [127, 0, 0, 7], "node-3"),
+    ("echo-v3-a", [127, 0, 0, 8], "node-1"),
 ];
 
 /// What the cluster says about a pod.
@@ -56,6 +68,8 @@ enum State {
     Ready,
     /// Listed as ready, but hanging up on every request (its probe has not failed yet).
     Failing,
+    /// Listed as ready, but its node is dead: connections are refused.
+    Unreachable,
     NotReady,
     Terminating,
     Gone,
@@ -68,18 +82,36 @@ impl State {
             State::Starting => "starting",
             State::Ready => "ready",
             State::Failing => "failing",
+            State::Unreachable => "unreachable",
             State::NotReady => "not ready",
             State::Terminating => "terminating",
             State::Gone => "gone",
         }
     }
 
-    /// How the Endpoints controller lists the pod: `Some(ready)`, or `None` (left out).
-    fn listed(self) -> Option<bool> {
+    /// How the EndpointSlice controller lists the pod, or `None` when it is left out.
+    fn listed(self, pod: Pod) -> Option<Pod> {
         match self {
-            State::Ready | State::Failing => Some(true),
-            State::NotReady => Some(false),
-            _ => None,
+            State::Ready | State::Failing | State::Unreachable => Some(pod),
+            State::Starting | State::NotReady => Some(pod.ready(false)),
+            // Still serving in its grace period.
+            State::Terminating => Some(pod.terminating(true)),
+            State::Absent | State::Gone => None,
+        }
+    }
+
+    /// Whether the pod is listed as ready.
+    fn ready(self) -> bool {
+        matches!(self, State::Ready | State::Failing | State::Unreachable)
+    }
+
+    /// Whether a resolver uses the pod's address: the ready ones, or while none is, the
+    /// terminating ones (they still serve in their grace period).
+    fn used(self, any_ready: bool) -> bool {
+        if any_ready {
+            self.ready()
+        } else {
+            self == State::Terminating
         }
     }
 }
@@ -90,6 +122,16 @@ struct Stats {
     retries: AtomicU64,
     failed: AtomicU64,
     served: [AtomicU64; PODS.len()],
+    /// Attempts that failed on each pod (and were retried on another).
+    failed_on: [AtomicU64; PODS.len()],
+}
+
+impl Stats {
+    fn failed_attempt(&self, addr: SocketAddr) {
+        if let Some(i) = PODS.iter().position(|p| IpAddr::from(p.1) == addr.ip()) {
+            self.failed_on[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -103,7 +145,6 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let resolver = Resolver::builder("kubernetes:///echo.demo:tcp")
         .config(Config::new(demo.server.url()))
-        .source(Source::Endpoints)
         .spawn()?;
     let first = resolver.wait_ready(Duration::from_secs(5))?;
     demo.log(&format!("resolved: {:?}", &first.addresses()[..]));
@@ -140,6 +181,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         stats.ok.load(Ordering::Relaxed),
         stats.retries.load(Ordering::Relaxed),
     );
+    println!(
+        "attempts that went to the unreachable pod: {} (its node was dead for 2 s)",
+        stats.failed_on[DEAD].load(Ordering::Relaxed)
+    );
     result?;
     if failed > 0 {
         std::process::exit(1);
@@ -147,7 +192,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The scenario: one pod breaks and recovers, then a rolling deploy from v1 to v2.
+/// The scenario: one pod breaks and recovers, one pod's node dies, a rolling deploy from v1
+/// to v2, a scale-down to one replica, and a restart of it with `maxSurge: 0`.
 fn play(demo: &mut Demo, r: &Resolver) -> Fallible {
     demo.pause(ms(2000), r);
     demo.set_state(1, State::Failing, "hangs up on every request", r)?;
@@ -156,6 +202,11 @@ fn play(demo: &mut Demo, r: &Resolver) -> Fallible {
     demo.pause(ms(700), r);
     demo.set_state(1, State::Ready, "recovered", r)?;
     demo.pause(ms(1000), r);
+    demo.stop_backend(DEAD);
+    demo.set_state(DEAD, State::Unreachable, "its node died, still listed", r)?;
+    demo.pause(ms(2000), r);
+    demo.set_state(DEAD, State::NotReady, "the node controller noticed", r)?;
+    demo.pause(ms(500), r);
     // Rolling update with maxSurge 1, maxUnavailable 0: a new pod is ready before an old
     // one goes, and the old one leaves the Endpoints before it stops.
     for (old, new) in [(0, 3), (1, 4), (2, 5)] {
@@ -164,11 +215,38 @@ fn play(demo: &mut Demo, r: &Resolver) -> Fallible {
         demo.pause(ms(300), r);
         demo.set_state(new, State::Ready, "its readiness probe passed", r)?;
         demo.pause(ms(300), r);
+        if old == DEAD {
+            demo.set_state(old, State::Gone, "deleted (its node is gone)", r)?;
+            continue;
+        }
         demo.set_state(old, State::Terminating, "deleted, in its preStop sleep", r)?;
         demo.pause(GRACE, r);
         demo.stop_pod(old);
     }
-    demo.pause(ms(3000), r);
+    demo.pause(ms(1000), r);
+    demo.log("~ scaled down to one replica");
+    for pod in [4, 5] {
+        demo.set_state(pod, State::Terminating, "deleted, in its preStop sleep", r)?;
+    }
+    demo.pause(GRACE, r);
+    demo.stop_pod(4);
+    demo.stop_pod(5);
+    demo.pause(ms(500), r);
+    // A restart with maxSurge 0 (maxUnavailable 1): the only pod goes first.
+    demo.log("~ rollout restart with maxSurge 0");
+    demo.set_state(
+        3,
+        State::Terminating,
+        "deleted, serving in its grace period",
+        r,
+    )?;
+    demo.start_pod(6)?;
+    demo.log(&format!("~ {} starting", PODS[6].0));
+    demo.pause(ms(500), r);
+    demo.set_state(6, State::Ready, "its readiness probe passed", r)?;
+    demo.pause(GRACE - ms(500), r);
+    demo.stop_pod(3);
+    demo.pause(ms(1500), r);
     Ok(())
 }
 
@@ -177,7 +255,11 @@ fn client(id: usize, picker: &Picker, stats: &Stats, stop: &AtomicBool) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        match send(picker, &format!("hello from client {id}, request {n}")) {
+        match send(
+            picker,
+            &format!("hello from client {id}, request {n}"),
+            stats,
+        ) {
             Ok((pod, retries)) => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
                 stats
@@ -189,7 +271,7 @@ fn client(id: usize, picker: &Picker, stats: &Stats, stop: &AtomicBool) {
             }
             Err(e) => {
                 if stats.failed.fetch_add(1, Ordering::Relaxed) < 5 {
-                    eprintln!("request failed after {MAX_ATTEMPTS} attempts: {e}");
+                    eprintln!("request failed: {e}");
                 }
             }
         }
@@ -197,28 +279,26 @@ fn client(id: usize, picker: &Picker, stats: &Stats, stop: &AtomicBool) {
     }
 }
 
-/// Sends one request to the Service the way a custom connector should: connect to the
-/// address the [`Picker`] gives, and if the connection or the exchange fails, retry on the
-/// next picked address, up to `MAX_ATTEMPTS` times. Returns the answering pod's name and
-/// how many retries it took.
+/// Sends one request to the Service the way a custom connector should: through
+/// [`Picker::connect_with`], which picks an address, runs the exchange, reports the outcome
+/// to the picker (a failing pod is skipped for a while, then probed once) and on an error
+/// tries the next address, up to three. Returns the answering pod's name and how many
+/// attempts failed before.
 ///
-/// The picker always follows the latest snapshot, so a pod that left the Endpoints is not
+/// The picker always follows the latest snapshot, so a pod that left the Service is not
 /// picked again. Retrying covers the rest: a pod that broke but is still listed (its
-/// readiness probe has not failed yet), or one picked just before it left.
-fn send(picker: &Picker, request: &str) -> io::Result<(String, u32)> {
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no ready pod");
-    for attempt in 0..MAX_ATTEMPTS {
-        let Some(addr) = picker.pick() else {
-            // No ready pod at the moment: give the Service a moment to get one.
-            thread::sleep(Duration::from_millis(20));
-            continue;
-        };
-        match exchange(addr, request) {
-            Ok(pod) => return Ok((pod, attempt)),
-            Err(e) => last_error = e,
+/// readiness probe has not failed yet, or its node died), or one picked just before it left.
+fn send(picker: &Picker, request: &str, stats: &Stats) -> io::Result<(String, u32)> {
+    let mut failed = 0;
+    let pod = picker.connect_with(|addr| {
+        let result = exchange(addr, request);
+        if result.is_err() {
+            stats.failed_attempt(addr);
+            failed += 1;
         }
-    }
-    Err(last_error)
+        result
+    })?;
+    Ok((pod, failed))
 }
 
 /// One request on a new connection to `addr`: writes a line, reads `<pod>: <line>` back.
@@ -391,28 +471,39 @@ impl Demo {
         Ok(())
     }
 
-    fn stop_pod(&mut self, i: usize) {
+    /// Stops the pod's process: from now on its connections are refused.
+    fn stop_backend(&mut self, i: usize) {
         self.pods[i].backend = None; // waits for its open connections
+    }
+
+    /// The pod's grace period is over: its process ends, and it leaves the EndpointSlice.
+    fn stop_pod(&mut self, i: usize) {
+        self.stop_backend(i);
         self.pods[i].state = State::Gone;
+        self.publish();
         self.log(&format!("x {} stopped: connections refused", PODS[i].0));
     }
 
-    /// Writes the Endpoints as the controller would; returns the ready addresses, sorted.
+    /// Writes the EndpointSlice as the controller would; returns the addresses a resolver
+    /// uses, sorted.
     fn publish(&self) -> Vec<SocketAddr> {
         let mut pods = Vec::new();
-        let mut ready = Vec::new();
+        let mut used = Vec::new();
+        let any_ready = self.pods.iter().any(|slot| slot.state.ready());
         for (&(name, ip, node), slot) in PODS.iter().zip(&self.pods) {
-            if let Some(is_ready) = slot.state.listed() {
-                pods.push(Pod::new(name, ip).node(node).ready(is_ready));
-                if is_ready {
-                    ready.push(SocketAddr::from((ip, self.port)));
-                }
+            if let Some(pod) = slot.state.listed(Pod::new(name, ip).node(node)) {
+                pods.push(pod);
+            }
+            if slot.state.used(any_ready) {
+                used.push(SocketAddr::from((ip, self.port)));
             }
         }
-        let ports = [("tcp", self.port)];
-        self.server.set_endpoints("demo", "echo", &ports, &pods);
-        ready.sort();
-        ready
+        let ports = [("tcp", Some(self.port))];
+        let v4 = AddressType::Ipv4;
+        self.server
+            .set_endpoint_slice("demo", "echo-x7k2p", "echo", v4, &ports, &pods);
+        used.sort();
+        used
     }
 
     /// Changes a pod's state, updates the Endpoints if that changes them, and waits until
@@ -430,7 +521,8 @@ impl Demo {
             _ => '-',
         };
         let mut line = format!("{sign} {} {}: {why}", PODS[i].0, state.label());
-        if state.listed() != before.listed() {
+        let pod = || Pod::new(PODS[i].0, PODS[i].1);
+        if state.listed(pod()) != before.listed(pod()) {
             let at = Instant::now();
             let expected = self.publish();
             while r.addresses()[..] != expected[..] {
@@ -479,14 +571,17 @@ impl Demo {
             load(&self.stats.retries),
             load(&self.stats.failed),
         );
-        out += "         POD        ADDRESS           STATE        PICKED    SERVED\n";
+        out += "         POD        ADDRESS           STATE        PICKED    SERVED    FAILED\n";
         for (i, (&(name, ip, _), slot)) in PODS.iter().zip(&self.pods).enumerate() {
             if slot.state != State::Absent {
                 let addr = SocketAddr::from((ip, self.port));
                 let picked = snapshot.endpoints().iter().any(|e| e.pod() == Some(name));
                 let picked = if picked { "yes" } else { "no" };
                 let (state, served) = (slot.state.label(), load(&self.stats.served[i]));
-                out += &format!("         {name:<11}{addr:<18}{state:<13}{picked:<6}{served:>9}\n");
+                let failed = load(&self.stats.failed_on[i]);
+                out += &format!(
+                    "         {name:<11}{addr:<18}{state:<13}{picked:<6}{served:>9}{failed:>10}\n"
+                );
             }
         }
         out

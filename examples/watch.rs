@@ -115,12 +115,13 @@ fn print_change(snapshot: &Snapshot, previous: &Snapshot) {
     let diff = snapshot.diff(previous);
     let at = snapshot.published_at().unwrap_or_else(SystemTime::now);
     println!(
-        "{}  v{}  {} ready  (+{} -{})",
+        "{}  v{}  {} in use  (+{} -{}, {} draining)",
         timestamp(at),
         snapshot.version(),
         snapshot.len(),
         diff.added.len(),
-        diff.removed.len()
+        diff.removed.len(),
+        diff.draining.len()
     );
     println!(
         "    {:<42} {:<12} {:<20} {:<36} STATE",
@@ -129,13 +130,17 @@ fn print_change(snapshot: &Snapshot, previous: &Snapshot) {
     for e in &diff.added {
         println!("{}", row("+", e));
     }
-    for e in &diff.removed {
+    let draining = |e: &Endpoint| diff.draining.iter().any(|d| d.addr() == e.addr());
+    for e in diff.removed.iter().filter(|e| !draining(e)) {
         println!("{}", row("-", e));
+    }
+    for e in &diff.draining {
+        println!("{}", row("~", e));
     }
     for e in snapshot
         .endpoints()
         .iter()
-        .filter(|e| !diff.added.contains(e))
+        .filter(|e| !diff.added.contains(e) && !diff.draining.contains(e))
     {
         println!("{}", row(" ", e));
     }

@@ -154,9 +154,10 @@ fn publish_view(objects: &mut Objects, view: &View, service: &str, stopping: boo
         Ok(endpoints) => {
             if let Some(snapshot) = view.hub.publish(endpoints) {
                 info!(
-                    "{}: {} ready endpoints (v{})",
+                    "{}: {} endpoints in use, {} terminating (v{})",
                     view.label,
                     snapshot.len(),
+                    snapshot.terminating().len(),
                     snapshot.version()
                 );
             }

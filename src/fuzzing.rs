@@ -69,12 +69,9 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
         ] {
             let resolved = objects.resolve(port.as_ref(), "fuzz");
             if let Ok(endpoints) = &resolved {
-                let mut sorted = endpoints.clone();
-                sorted.sort();
-                sorted.dedup_by(|a, b| a.addr() == b.addr());
-                assert_eq!(
-                    &sorted, endpoints,
-                    "resolve must return sorted, unique endpoints"
+                assert!(
+                    endpoints.windows(2).all(|w| w[0].addr() < w[1].addr()),
+                    "resolve must return endpoints sorted and unique by address"
                 );
             }
             out.push(resolved.ok().map(|e| e.len()));
@@ -190,15 +187,22 @@ impl Publisher {
     pub fn publish_addrs(&self, addrs: &[std::net::SocketAddr]) -> Option<crate::Snapshot> {
         let endpoints = addrs
             .iter()
-            .map(|addr| {
-                crate::snapshot::Endpoint::new(crate::snapshot::EndpointData {
-                    addr: *addr,
-                    hostname: None,
-                    node: None,
-                    zone: None,
-                    pod: None,
-                    conditions: crate::Conditions::default(),
-                })
+            .map(|addr| crate::snapshot::Endpoint::new(crate::snapshot::EndpointData::at(*addr)))
+            .collect();
+        self.shared.publish(endpoints)
+    }
+
+    /// Publish endpoints with these addresses, each in the zone given with it and hinted
+    /// for it (`hints.forZones`), as a Service with topology-aware routing.
+    pub fn publish_zoned(&self, addrs: &[(std::net::SocketAddr, &str)]) -> Option<crate::Snapshot> {
+        let endpoints = addrs
+            .iter()
+            .map(|(addr, zone)| {
+                let zone: std::sync::Arc<str> = std::sync::Arc::from(*zone);
+                let mut data = crate::snapshot::EndpointData::at(*addr);
+                data.details.zone = Some(zone.clone());
+                data.details.zone_hints = Box::new([zone]);
+                crate::snapshot::Endpoint::new(data)
             })
             .collect();
         self.shared.publish(endpoints)

@@ -11,10 +11,12 @@
 //!
 //! - [`Resolver`] owns the watcher thread. [`Resolver::spawn`] takes a target string;
 //!   [`Resolver::builder`] also takes a [`Config`], a [`Source`] and timeouts.
-//! - [`Snapshot`] is the state at one moment: the sorted ready [`Addresses`] and the
+//! - [`Snapshot`] is the state at one moment: the sorted [`Addresses`] in use (the ready
+//!   endpoints, or while none is ready, the terminating ones still serving) and the
 //!   [`Endpoint`]s with their details (pod, node, zone, conditions), with a version.
 //! - [`Updates`] delivers each new snapshot to a subscriber, latest wins.
-//! - [`Picker`] picks addresses round robin, without a lock on the hot path.
+//! - [`Picker`] picks addresses round robin, without a lock on the hot path, skipping those
+//!   its callers report failing; [`Picker::connect_with`] connects with failover.
 //! - [`Status`] says whether the resolver is healthy, what failed last, and counts events;
 //!   [`Metrics`] renders it for Prometheus.
 //! - [`Target`] is the parsed `kubernetes:///service.namespace:port` string.
@@ -92,6 +94,7 @@ mod credentials;
 mod decode;
 mod error;
 mod fanout;
+mod health;
 mod lines;
 mod machine;
 mod merge;
@@ -119,8 +122,9 @@ pub mod testkit;
 pub use backoff::Backoff;
 pub use config::Config;
 pub use error::{Error, ErrorKind};
+pub use health::Ejection;
 pub use metrics::{Metrics, MetricsFormat};
-pub use picker::Picker;
+pub use picker::{IpFamily, Picker};
 pub use publish::Updates;
 pub use resolver::{Builder, Resolver};
 pub use snapshot::{Addresses, Conditions, Diff, Endpoint, Snapshot};

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints, Str};
-use crate::snapshot::{Conditions, Endpoint, EndpointData};
+use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints, Named, Str};
+use crate::snapshot::{Conditions, Details, Endpoint, EndpointData};
 use crate::{Error, Port};
 
 /// One port a group offers; `name` is `None` for an unnamed port.
@@ -25,11 +25,25 @@ pub(crate) struct PortDef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Member {
     pub ip: IpAddr,
-    pub hostname: Option<Arc<str>>,
-    pub node: Option<Arc<str>>,
-    pub zone: Option<Arc<str>>,
-    pub pod: Option<Arc<str>>,
-    pub conditions: Conditions,
+    pub details: Details,
+}
+
+/// Whether a snapshot lists an endpoint with `conditions`: ready or terminating (pods that
+/// are starting, or failing their probe while not terminating, are of no use to anyone).
+fn listed(conditions: Conditions) -> bool {
+    conditions.ready || conditions.terminating
+}
+
+/// Of two endpoints at one address, the one to keep has the higher rank: not terminating
+/// (as kube-proxy), else serving.
+fn rank(conditions: Conditions) -> (bool, bool) {
+    (!conditions.terminating, conditions.serving)
+}
+
+/// Whether a snapshot may use an endpoint with `conditions`: ready, or serving while
+/// terminating (used while no endpoint is ready).
+fn usable(conditions: Conditions) -> bool {
+    conditions.ready || (conditions.serving && conditions.terminating)
 }
 
 fn shared(s: &Option<Str<'_>>) -> Option<Arc<str>> {
@@ -49,6 +63,20 @@ impl Names {
         let new: Arc<str> = Arc::from(s);
         self.0.insert(new.clone());
         Some(new)
+    }
+
+    /// The names of a hint list, without empty ones, sorted and unique.
+    fn list(&mut self, named: Option<&Vec<Named<'_>>>) -> Box<[Arc<str>]> {
+        let mut names: Vec<Arc<str>> = named
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| n.name.as_deref().is_some_and(|s| !s.is_empty()))
+            .filter_map(|n| self.get(&n.name))
+            .collect();
+        names.sort();
+        names.dedup();
+        names.into_boxed_slice()
     }
 }
 
@@ -143,20 +171,24 @@ fn member_of_address(address: &Address, ready: bool, names: &mut Names) -> Resul
     let ip: IpAddr = raw.parse().map_err(|_| raw.to_string())?;
     Ok(Member {
         ip,
-        hostname: shared(&address.hostname),
-        node: names.get(&address.node_name),
-        zone: None,
-        pod: pod_name(&address.target_ref),
-        conditions: Conditions {
-            ready,
-            serving: ready,
-            terminating: false,
+        details: Details {
+            hostname: shared(&address.hostname),
+            node: names.get(&address.node_name),
+            pod: pod_name(&address.target_ref),
+            conditions: Conditions {
+                ready,
+                serving: ready,
+                terminating: false,
+            },
+            ..Details::default()
         },
     })
 }
 
 /// discovery.k8s.io/v1 EndpointSlice: one group. `ready` and `serving` null mean true,
-/// `terminating` null means false, and a terminating endpoint is never ready.
+/// `terminating` null means false (as kube-proxy reads them), and a terminating endpoint is
+/// never ready. Topology hints are kept (`forNodes` too, which kube-proxy reads only behind
+/// a feature gate: the API server stores them only when the controller set them).
 pub(crate) fn normalize_slice(slice: &EndpointSlice) -> ObjectGroups {
     let mut out = ObjectGroups {
         service: slice
@@ -184,16 +216,22 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> ObjectGroups {
             serving: c.and_then(|c| c.serving).unwrap_or(true),
             terminating,
         };
+        let hints = endpoint.hints.as_ref();
+        let details = Details {
+            hostname: shared(&endpoint.hostname),
+            node: names.get(&endpoint.node_name),
+            zone: names.get(&endpoint.zone),
+            pod: pod_name(&endpoint.target_ref),
+            conditions,
+            zone_hints: names.list(hints.and_then(|h| h.for_zones.as_ref())),
+            node_hints: names.list(hints.and_then(|h| h.for_nodes.as_ref())),
+        };
         // The API allows exactly one address per endpoint; take every one that parses.
         for raw in or_empty(&endpoint.addresses) {
             match raw.parse::<IpAddr>() {
                 Ok(ip) => group.members.push(Member {
                     ip,
-                    hostname: shared(&endpoint.hostname),
-                    node: names.get(&endpoint.node_name),
-                    zone: names.get(&endpoint.zone),
-                    pod: pod_name(&endpoint.target_ref),
-                    conditions,
+                    details: details.clone(),
                 }),
                 Err(_) => out.bad_ips.push(raw.to_string()),
             }
@@ -220,9 +258,9 @@ struct Entry {
 /// What one object contributes for one port.
 #[derive(Debug, Clone)]
 struct Resolved {
-    /// Its ready endpoints, sorted.
+    /// Its listed endpoints (ready or terminating), sorted.
     endpoints: Vec<Endpoint>,
-    /// Ready addresses in groups that do not offer the port: their port descriptions.
+    /// Usable addresses in groups that do not offer the port: their port descriptions.
     unmatched: Option<Vec<String>>,
     /// The port cannot be chosen at all (several ports, none named).
     fatal: Option<Error>,
@@ -266,12 +304,15 @@ impl Objects {
         self.objects.remove(name).is_some()
     }
 
-    /// The ready endpoints for `port`, sorted by address and de-duplicated on `ip:port`.
+    /// The listed endpoints (ready or terminating) for `port`, sorted by address and
+    /// de-duplicated on `ip:port`; of two at one address, one that is not terminating wins,
+    /// as in kube-proxy, else one that is serving.
     ///
     /// A named port is looked up per group, so groups that differ in ports (a rollout that
     /// renames or renumbers a port) each contribute what they have. A number is used as is.
     /// No port needs exactly one port per group. Errors: several ports and no name given, or
-    /// ready addresses exist but none offers the named port. The error names the ports there are.
+    /// usable addresses (ready, or serving while terminating) exist but none offers the
+    /// named port. The error names the ports there are.
     ///
     /// Each object's share is cached until the object changes, so an event costs the
     /// resolution of one object plus one merge of the sorted shares.
@@ -298,11 +339,11 @@ impl Objects {
         }
         let mut out = Vec::with_capacity(total);
         let mut names: Vec<String> = Vec::new();
-        let mut unmatched_ready = false;
+        let mut unmatched_usable = false;
         for resolved in self.objects.values().filter_map(|e| e.resolved.as_ref()) {
             out.extend_from_slice(&resolved.endpoints);
             if let Some(unmatched) = &resolved.unmatched {
-                unmatched_ready = true;
+                unmatched_usable = true;
                 for d in unmatched {
                     if !names.contains(d) {
                         names.push(d.clone());
@@ -310,7 +351,7 @@ impl Objects {
                 }
             }
         }
-        if out.is_empty() && unmatched_ready {
+        if unmatched_usable && !out.iter().any(|e| usable(e.conditions())) {
             let wanted = match port {
                 Some(p) => format!("no port named {:?}", p.to_string()),
                 None => "no usable port".to_string(),
@@ -326,7 +367,15 @@ impl Objects {
         }
         // The shares are sorted runs: the adaptive sort merges them in about linear time.
         out.sort();
-        out.dedup_by(|a, b| a.addr() == b.addr());
+        out.dedup_by(|later, kept| {
+            if later.addr() != kept.addr() {
+                return false;
+            }
+            if rank(later.conditions()) > rank(kept.conditions()) {
+                std::mem::swap(later, kept);
+            }
+            true
+        });
         Ok(out)
     }
 }
@@ -339,9 +388,12 @@ fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resol
         fatal: None,
     };
     for group in groups {
-        if !group.members.iter().any(|m| m.conditions.ready) {
+        if !group.members.iter().any(|m| listed(m.details.conditions)) {
             continue;
         }
+        // Only usable members make a port that cannot be chosen an error: a group of pods
+        // that are all shutting down and no longer serving contributes nothing either way.
+        let wanted = group.members.iter().any(|m| usable(m.details.conditions));
         let chosen = match port {
             Some(Port::Number(n)) => Some(*n),
             Some(Port::Name(name)) => group
@@ -352,6 +404,7 @@ fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resol
             None => match group.ports.as_slice() {
                 [only] => only.port,
                 [] => None,
+                _ if !wanted => continue,
                 several => {
                     resolved.fatal = Some(Error::port(format!(
                         "the endpoints of service {service:?} have several ports ({}); name one in the target, e.g. \":{}\"",
@@ -363,23 +416,21 @@ fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resol
             },
         };
         let Some(chosen) = chosen else {
-            let unmatched = resolved.unmatched.get_or_insert_with(Vec::new);
-            unmatched.extend(group.ports.iter().map(describe_port));
+            if wanted {
+                let unmatched = resolved.unmatched.get_or_insert_with(Vec::new);
+                unmatched.extend(group.ports.iter().map(describe_port));
+            }
             continue;
         };
         resolved.endpoints.extend(
             group
                 .members
                 .iter()
-                .filter(|m| m.conditions.ready)
+                .filter(|m| listed(m.details.conditions))
                 .map(|m| {
                     Endpoint::new(EndpointData {
                         addr: SocketAddr::new(m.ip, chosen),
-                        hostname: m.hostname.clone(),
-                        node: m.node.clone(),
-                        zone: m.zone.clone(),
-                        pod: m.pod.clone(),
-                        conditions: m.conditions,
+                        details: m.details.clone(),
                     })
                 }),
         );
@@ -426,10 +477,26 @@ mod tests {
         s
     }
 
+    /// The addresses a snapshot of the resolution would use.
     fn addrs(s: &mut Objects, port: Option<Port>) -> Result<Vec<String>, String> {
         s.resolve(port.as_ref(), "echo")
-            .map(|eps| eps.iter().map(|e| e.addr().to_string()).collect())
+            .map(|eps| {
+                let snapshot = crate::Snapshot::new(1, &eps);
+                snapshot.addresses().iter().map(|a| a.to_string()).collect()
+            })
             .map_err(|e| e.to_string())
+    }
+
+    /// Every endpoint of the resolution: address, ready, serving, terminating.
+    fn listed(s: &mut Objects, port: Option<Port>) -> Vec<(String, bool, bool, bool)> {
+        s.resolve(port.as_ref(), "echo")
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                let c = e.conditions();
+                (e.addr().to_string(), c.ready, c.serving, c.terminating)
+            })
+            .collect()
     }
 
     fn named(n: &str) -> Option<Port> {
@@ -577,6 +644,147 @@ mod tests {
                 "10.0.0.5:80".into()
             ])
         );
+        // The terminating one is listed, for a snapshot's `terminating`; the unready one not.
+        let terminating = ("10.0.0.4:80".to_string(), false, true, true);
+        let all = listed(&mut s, None);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[2], terminating);
+    }
+
+    /// A slice of one port `grpc` 8080 with these endpoints (JSON objects).
+    fn slice_of(endpoints: &str) -> Vec<Group> {
+        slice(&format!(
+            r#"{{"addressType":"IPv4","ports":[{{"name":"grpc","port":8080}}],"endpoints":[{endpoints}]}}"#
+        ))
+    }
+
+    #[test]
+    fn serving_terminating_endpoints_are_used_only_while_none_is_ready() {
+        // kube-proxy's table: serving+terminating ones while none is ready; never those
+        // that are neither ready nor serving, nor unready ones that are not terminating.
+        const ST: &str = r#""conditions":{"ready":false,"serving":true,"terminating":true}"#;
+        let cases: [(&str, &[&str]); 6] = [
+            (
+                &format!(r#"{{"addresses":["10.0.0.1"]}},{{"addresses":["10.0.0.2"],{ST}}}"#),
+                &["10.0.0.1:8080"],
+            ),
+            (
+                &format!(
+                    r#"{{"addresses":["10.0.0.1"],"conditions":{{"ready":false,"serving":false}}}},{{"addresses":["10.0.0.2"],{ST}}}"#
+                ),
+                &["10.0.0.2:8080"],
+            ),
+            (
+                &format!(r#"{{"addresses":["10.0.0.1"],{ST}}},{{"addresses":["10.0.0.2"],{ST}}}"#),
+                &["10.0.0.1:8080", "10.0.0.2:8080"],
+            ),
+            (
+                r#"{"addresses":["10.0.0.1"],"conditions":{"ready":false}},{"addresses":["10.0.0.2"],"conditions":{"ready":false}}"#,
+                &[],
+            ),
+            (
+                r#"{"addresses":["10.0.0.1"],"conditions":{"ready":false,"terminating":true}}"#,
+                &["10.0.0.1:8080"],
+            ),
+            (
+                r#"{"addresses":["10.0.0.1"],"conditions":{"ready":false,"serving":true}}"#,
+                &[],
+            ),
+        ];
+        for (endpoints, used) in cases {
+            let mut s = state(vec![("a", slice_of(endpoints))]);
+            let used: Vec<String> = used.iter().map(|u| u.to_string()).collect();
+            assert_eq!(addrs(&mut s, named("grpc")), Ok(used), "{endpoints}");
+        }
+    }
+
+    #[test]
+    fn of_two_endpoints_at_one_address_one_that_is_not_terminating_wins_else_a_serving_one() {
+        let terminating =
+            slice_of(r#"{"addresses":["10.0.0.1"],"conditions":{"terminating":true}}"#);
+        let stopped = slice_of(
+            r#"{"addresses":["10.0.0.1"],"conditions":{"serving":false,"terminating":true}}"#,
+        );
+        let ready = slice_of(r#"{"addresses":["10.0.0.1"]}"#);
+        // Both orders of the two objects.
+        let kept = |a: &Vec<Group>, b: &Vec<Group>| {
+            [[a, b], [b, a]].map(|[x, y]| {
+                let mut s = state(vec![("a", x.clone()), ("b", y.clone())]);
+                listed(&mut s, named("grpc"))
+            })
+        };
+        let addr = "10.0.0.1:8080".to_string();
+        for one in kept(&terminating, &ready) {
+            assert_eq!(one, [(addr.clone(), true, true, false)]);
+        }
+        for one in kept(&stopped, &terminating) {
+            assert_eq!(one, [(addr.clone(), false, true, true)]);
+        }
+    }
+
+    #[test]
+    fn a_port_that_cannot_be_chosen_is_an_error_only_for_endpoints_that_could_be_used() {
+        let two_ports = |endpoints: &str| {
+            slice(&format!(
+                r#"{{"addressType":"IPv4","ports":[{{"name":"a","port":1}},{{"name":"b","port":2}}],"endpoints":[{endpoints}]}}"#
+            ))
+        };
+        let gone = r#"{"addresses":["10.0.0.1"],"conditions":{"ready":false,"serving":false,"terminating":true}}"#;
+        let serving = r#"{"addresses":["10.0.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true}}"#;
+        // Pods that no longer serve: nothing to use, no error either way.
+        let mut s = state(vec![("a", two_ports(gone))]);
+        assert_eq!(addrs(&mut s, None), Ok(vec![]));
+        assert_eq!(addrs(&mut s, named("grpc")), Ok(vec![]));
+        // Serving ones: the port must be chosen.
+        let mut s = state(vec![("a", two_ports(serving))]);
+        assert!(addrs(&mut s, None).is_err());
+        assert!(addrs(&mut s, named("grpc")).is_err());
+        // Listed but not usable elsewhere does not hide the error of usable ones.
+        let mut s = state(vec![("a", two_ports(serving)), ("b", slice_of(gone))]);
+        assert!(addrs(&mut s, named("a")).is_ok_and(|a| a.len() == 1));
+        let gone_with_c = slice(
+            r#"{"addressType":"IPv4","ports":[{"name":"c","port":3}],"endpoints":[{"addresses":["10.0.0.9"],"conditions":{"ready":false,"serving":false,"terminating":true}}]}"#,
+        );
+        let mut s = state(vec![("a", gone_with_c), ("b", two_ports(serving))]);
+        assert_eq!(listed(&mut s, named("a")).len(), 1);
+        let err = addrs(&mut s, named("c")).unwrap_err();
+        assert!(err.contains("no port named \"c\""), "{err}");
+    }
+
+    #[test]
+    fn topology_hints_are_kept_sorted_without_empty_or_repeated_names() {
+        let mut s = state(vec![(
+            "a",
+            slice_of(
+                r#"{"addresses":["10.0.0.1"],"hints":{"forZones":[{"name":"b"},{"name":""},{"name":"a"},{"name":"b"},{}],"forNodes":[{"name":"n1"}]}},
+                   {"addresses":["10.0.0.2"],"hints":{"forZones":null,"forNodes":[]}},
+                   {"addresses":["10.0.0.3"],"hints":null}"#,
+            ),
+        )]);
+        let eps = s
+            .resolve(named("grpc").as_ref(), "echo")
+            .unwrap_or_default();
+        let hints: Vec<(Vec<&str>, Vec<&str>)> = eps
+            .iter()
+            .map(|e| (e.zone_hints().collect(), e.node_hints().collect()))
+            .collect();
+        assert_eq!(
+            hints,
+            [
+                (vec!["a", "b"], vec!["n1"]),
+                (vec![], vec![]),
+                (vec![], vec![])
+            ]
+        );
+        // The same names share one allocation with the zone and node names.
+        let zone = slice_of(
+            r#"{"addresses":["10.0.0.1"],"zone":"a","hints":{"forZones":[{"name":"a"}]}}"#,
+        );
+        let member = &zone[0].members[0];
+        assert!(Arc::ptr_eq(
+            member.details.zone.as_ref().expect("zone"),
+            &member.details.zone_hints[0]
+        ));
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl Metrics {
             "kuberesolver_terminating_endpoints",
             Kind::Gauge,
             "Terminating endpoints in the current snapshot (used only while none is ready).",
-            each(&|e| count(e, |c| c.terminating)),
+            each(&|e| Some(e.snapshot.terminating().len().to_string())),
         );
         x.family(
             "kuberesolver_snapshot_version",

@@ -237,6 +237,26 @@ pub(crate) struct SliceEndpoint<'a> {
     pub zone: Option<Str<'a>>,
     #[serde(rename = "targetRef", borrow)]
     pub target_ref: Option<ObjectRef<'a>>,
+    #[serde(borrow)]
+    pub hints: Option<Hints<'a>>,
+}
+
+/// Topology hints of a slice endpoint: which zones' and nodes' clients should use it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Hints<'a> {
+    #[serde(rename = "forZones", borrow)]
+    pub for_zones: Option<Vec<Named<'a>>>,
+    #[serde(rename = "forNodes", borrow)]
+    pub for_nodes: Option<Vec<Named<'a>>>,
+}
+
+/// `{"name": ...}`: one entry of `forZones` or `forNodes`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Named<'a> {
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
 }
 
 /// Slice endpoint conditions; `null` means ready, serving, not terminating.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::health::Health;
 use crate::snapshot::{Endpoint, Snapshot};
 use crate::util::{lock, read, write};
 use crate::{Error, ErrorKind, Status};
@@ -123,26 +124,26 @@ pub(crate) type PublishObserver = Box<dyn Fn(&Snapshot) + Send + Sync>;
 /// The hub of one resolver: where its watcher thread publishes, and where its readers
 /// (pickers, subscribers, `snapshot`, `status`, `wait_ready`) read.
 pub(crate) struct Hub {
+    /// What the pickers' callers reported about the addresses; forgotten as they leave.
+    health: Health,
     current: RwLock<Snapshot>,
     /// The current snapshot's version, readable without a lock (for the picker).
     version: AtomicU64,
     subscribers: Mutex<Subscribers>,
     status: Mutex<Status>,
     changed: Condvar,
-    id: u64,
     observer: Option<PublishObserver>,
 }
 
 impl Hub {
     pub(crate) fn new() -> Hub {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Hub {
+            health: Health::new(),
             current: RwLock::new(Snapshot::unresolved()),
             version: AtomicU64::new(0),
             subscribers: Mutex::new(Subscribers::default()),
             status: Mutex::new(Status::new()),
             changed: Condvar::new(),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             observer: None,
         }
     }
@@ -153,10 +154,7 @@ impl Hub {
         self.observer = Some(observer);
     }
 
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
+    #[inline]
     pub(crate) fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -165,8 +163,14 @@ impl Hub {
         read(&self.current).clone()
     }
 
-    /// Publish `endpoints` if they differ from the current snapshot, or if nothing was
-    /// published yet. Returns the new snapshot when one was published.
+    #[inline]
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Publish `endpoints` (the listed ones: ready or terminating, sorted and unique by
+    /// address) if they differ from the current snapshot, or if nothing was published yet.
+    /// Returns the new snapshot when one was published.
     ///
     /// The endpoints come from a successful resolve, so the state is no longer frozen.
     pub(crate) fn publish(&self, endpoints: Vec<Endpoint>) -> Option<Snapshot> {
@@ -175,9 +179,12 @@ impl Hub {
         if current.version() > 0 && current.same_endpoints(&endpoints) {
             return None;
         }
-        let snapshot = Snapshot::new(current.version() + 1, endpoints);
+        let snapshot = Snapshot::new(current.version() + 1, &endpoints);
         *write(&self.current) = snapshot.clone();
         self.version.store(snapshot.version(), Ordering::Release);
+        // After the swap: a failure reported from now on sees the new snapshot, and one
+        // recorded before is forgotten here if its address left.
+        self.health.forget_absent(&snapshot.addresses()[..]);
         {
             let mut status = lock(&self.status);
             status.resolved = true;

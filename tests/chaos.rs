@@ -51,7 +51,7 @@ use kuberesolver::testkit::{
     AddressType, ChunkMode, Failure, FakeApiServer, Fault, Pod, RequestRecord, Resource,
     TlsIdentity, Verb, TEST_CA_PEM,
 };
-use kuberesolver::{Backoff, Conditions, Config, Resolver, Snapshot, Source, Status};
+use kuberesolver::{Backoff, Config, Resolver, Snapshot, Source, Status};
 
 /// The schedule when `KUBERESOLVER_SOAK_SEED` is not set.
 const DEFAULT_SEED: u64 = 20_251_125;
@@ -173,49 +173,67 @@ fn millis(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
 
 // ----- what the test compares -----
 
-/// One published endpoint as the test sees it: address, pod, node, zone, hostname, conditions.
+/// One published endpoint as the test sees it: address, whether the snapshot uses it (else
+/// it is only in its terminating ones), pod, node, zone, hostname, and the conditions ready,
+/// serving, terminating.
 type Ep = (
     SocketAddr,
+    bool,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
-    Conditions,
+    (bool, bool, bool),
 );
 
-/// A whole snapshot (or truth), sorted by address like snapshots are.
+/// A whole snapshot (or truth): its endpoints, used or terminating, sorted by address.
 type View = Vec<Ep>;
 
+/// Whether a view has no endpoint to use: an empty snapshot.
+fn void(view: &View) -> bool {
+    !view.iter().any(|e| e.1)
+}
+
 fn view_of(snapshot: &Snapshot) -> View {
-    snapshot
-        .endpoints()
-        .iter()
-        .map(|e| {
+    let used = snapshot.endpoints().iter().map(|e| (e, true));
+    let terminating = snapshot.terminating().iter().map(|e| (e, false));
+    let mut view: View = used
+        .chain(terminating)
+        .map(|(e, used)| {
+            let c = e.conditions();
             (
                 e.addr(),
+                used,
                 e.pod().map(str::to_owned),
                 e.node().map(str::to_owned),
                 e.zone().map(str::to_owned),
                 e.hostname().map(str::to_owned),
-                e.conditions(),
+                (c.ready, c.serving, c.terminating),
             )
         })
-        .collect()
+        .collect();
+    // Used ones first at each address, and each address once (a terminating endpoint used
+    // for want of a ready one is in both lists).
+    view.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    view.dedup_by(|a, b| a.0 == b.0);
+    view
 }
 
 /// `[addr pod@node, ...]`, for failure messages.
 fn show(view: &View) -> String {
     let items: Vec<String> = view
         .iter()
-        .map(|(addr, pod, node, ..)| {
+        .map(|(addr, used, pod, node, ..)| {
             format!(
-                "{addr} {}@{}",
+                "{addr} {}@{}{}",
                 pod.as_deref().unwrap_or("-"),
-                node.as_deref().unwrap_or("-")
+                node.as_deref().unwrap_or("-"),
+                if *used { "" } else { " (terminating)" }
             )
         })
         .collect();
-    format!("[{}] ({} ready)", items.join(", "), view.len())
+    let used = view.iter().filter(|e| e.1).count();
+    format!("[{}] ({used} used)", items.join(", "))
 }
 
 /// One state of the Service the test set on the server.
@@ -339,9 +357,14 @@ impl Member {
         }
     }
 
-    /// Whether the resolver must publish it.
+    /// Whether it is ready (a terminating pod never is).
     fn serves(&self) -> bool {
         self.ready && !self.terminating
+    }
+
+    /// Whether a snapshot lists it: ready, or terminating (EndpointSlices only).
+    fn listed(&self) -> bool {
+        self.serves() || self.terminating
     }
 
     fn to_pod(&self) -> Pod {
@@ -357,16 +380,24 @@ impl Member {
         }
     }
 
-    /// How a snapshot shows it; zones exist on EndpointSlices only.
-    fn ep(&self, zones: bool) -> Ep {
+    /// How a snapshot shows it, given whether any endpoint is ready (then the ready ones
+    /// are used, else those serving while terminating); zones exist on EndpointSlices only.
+    /// A terminating pod stays serving while it is ready, as the testkit writes it.
+    fn ep(&self, zones: bool, any_ready: bool) -> Ep {
         let p = &self.pod;
+        let used = if any_ready {
+            self.serves()
+        } else {
+            self.terminating && self.ready
+        };
         (
             SocketAddr::new(p.ip, PORT),
+            used,
             Some(p.name.clone()),
             Some(p.node.clone()),
             zones.then(|| p.zone.clone()),
             p.hostname.clone(),
-            Conditions::default(),
+            (self.serves(), self.ready, self.terminating),
         )
     }
 }
@@ -438,7 +469,7 @@ impl EndpointsWorld {
             let m = self.new_member(rng.chance(80));
             self.members.push(m);
         }
-        if self.view().is_empty() {
+        if void(&self.view()) {
             let m = self.new_member(true);
             self.members.push(m);
             added += 1;
@@ -453,11 +484,12 @@ impl World for EndpointsWorld {
         if !self.exists {
             return Vec::new();
         }
+        // The Endpoints controller leaves terminating pods out, and a resolver unready ones.
         let mut view: View = self
             .members
             .iter()
             .filter(|m| m.serves())
-            .map(|m| m.ep(false))
+            .map(|m| m.ep(false, true))
             .collect();
         view.sort();
         view
@@ -473,7 +505,7 @@ impl World for EndpointsWorld {
     }
 
     fn change(&mut self, rng: &mut Rng, out: &mut Writer<'_>) -> String {
-        if self.view().is_empty() {
+        if void(&self.view()) {
             return self.recreate(rng, out);
         }
         let before = self.clone();
@@ -536,7 +568,7 @@ impl World for EndpointsWorld {
                 )
             }
         };
-        if self.view().is_empty() {
+        if void(&self.view()) {
             *self = before;
             return format!("{what}: skipped, it would leave no ready pod");
         }
@@ -723,15 +755,16 @@ impl SlicesWorld {
 
 impl World for SlicesWorld {
     fn view(&self) -> View {
-        let mut view: View = self
-            .slices
-            .iter()
-            .flat_map(|s| s.members.iter())
-            .filter(|m| m.serves())
-            .map(|m| m.ep(true))
+        let members = || self.slices.iter().flat_map(|s| s.members.iter());
+        let any_ready = members().any(Member::serves);
+        let mut view: View = members()
+            .filter(|m| m.listed())
+            .map(|m| m.ep(true, any_ready))
             .collect();
-        view.sort();
-        // An endpoint listed by two slices is one address; its details are the same in both.
+        // An endpoint listed by two slices is one address, with the same details in both but
+        // maybe not the same conditions: one that is not terminating wins, else a serving one.
+        let rank = |e: &Ep| (!e.6 .2, e.6 .1);
+        view.sort_by(|a, b| a.0.cmp(&b.0).then(rank(b).cmp(&rank(a))));
         view.dedup_by(|a, b| a.0 == b.0);
         view
     }
@@ -747,7 +780,7 @@ impl World for SlicesWorld {
     }
 
     fn change(&mut self, rng: &mut Rng, out: &mut Writer<'_>) -> String {
-        if self.view().is_empty() {
+        if void(&self.view()) {
             let i = if self.slices.len() < 6 || rng.chance(50) {
                 let (n, v6) = (rng.range(1, 4), rng.chance(20));
                 self.add_slice(rng, v6, n)
@@ -849,7 +882,7 @@ impl World for SlicesWorld {
                 )
             }
         };
-        if self.view().is_empty() {
+        if void(&self.view()) {
             // Moves and copies never get here: they leave the view as it was.
             *self = before;
             return format!("{what}: skipped, it would leave no ready endpoint");
@@ -905,11 +938,9 @@ impl World for SlicesWorld {
             _ => {
                 for i in 0..n {
                     for m in &mut self.slices[i].members {
-                        if rng.chance(50) {
-                            m.ready = false;
-                        } else {
-                            m.terminating = true;
-                        }
+                        // Terminating and no longer serving, or not ready: nothing to use.
+                        m.ready = false;
+                        m.terminating = rng.chance(50);
                     }
                     self.write_slice(i, out);
                 }
@@ -1951,9 +1982,9 @@ impl<W: World> Soak<W> {
                     show(&view)
                 )),
             }
-            if view.is_empty() {
+            if void(&view) {
                 match self.history.at(at_time) {
-                    Some(t) if t.view.is_empty() => {}
+                    Some(t) if void(&t.view) => {}
                     Some(t) => problems.push(format!(
                         "v{version} is empty but the truth was {} (set at step {}): a spurious empty",
                         show(&t.view),

@@ -22,9 +22,9 @@ fn decodes_added_with_its_ready_addresses() {
     assert_eq!(resource_version.as_deref(), Some("12"));
     let group = &object.groups[0];
     assert_eq!(group.members.len(), 2);
-    assert!(group.members[0].conditions.ready);
-    assert!(!group.members[1].conditions.ready);
-    assert_eq!(group.members[0].pod.as_deref(), Some("echo-1"));
+    assert!(group.members[0].details.conditions.ready);
+    assert!(!group.members[1].details.conditions.ready);
+    assert_eq!(group.members[0].details.pod.as_deref(), Some("echo-1"));
 }
 
 #[test]

@@ -8,14 +8,9 @@ use crate::snapshot::{Endpoint, EndpointData};
 use crate::{Conditions, Source};
 
 fn endpoint(last: u8, conditions: Conditions) -> Endpoint {
-    Endpoint::new(EndpointData {
-        addr: SocketAddr::from(([10, 0, 0, last], 8080)),
-        hostname: None,
-        node: None,
-        zone: None,
-        pod: None,
-        conditions,
-    })
+    let mut data = EndpointData::at(SocketAddr::from(([10, 0, 0, last], 8080)));
+    data.details.conditions = conditions;
+    Endpoint::new(data)
 }
 
 fn at(secs: u64) -> Option<SystemTime> {
@@ -50,7 +45,7 @@ fn echo() -> Entry {
     };
     let snapshot = Snapshot::new(
         3,
-        vec![
+        &[
             endpoint(1, Conditions::default()),
             endpoint(2, Conditions::default()),
             endpoint(3, terminating),
@@ -181,7 +176,7 @@ fn go_names_carry_gos_target_label() {
         "# HELP kuberesolver_endpoints_total The number of endpoints for a given target",
         "# TYPE kuberesolver_endpoints_total gauge",
         "kuberesolver_endpoints_total{target=\"kubernetes://prod/echo:grpc\"} 2",
-        "kuberesolver_addresses_total{target=\"kubernetes://prod/echo:grpc\"} 3",
+        "kuberesolver_addresses_total{target=\"kubernetes://prod/echo:grpc\"} 2",
         "kuberesolver_addresses_total{target=\"kubernetes://shop/cart:8080\"} 0",
         "kuberesolver_client_last_update{target=\"kubernetes://prod/echo:grpc\"} 1700000000.25",
     ] {

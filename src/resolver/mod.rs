@@ -161,7 +161,8 @@ impl Resolver {
         self.hub().wait_ready(timeout)
     }
 
-    /// The current ready addresses, sorted and de-duplicated. Cheap: one `Arc` clone.
+    /// The current addresses to use (see [`Snapshot::addresses`]), sorted and de-duplicated.
+    /// Cheap: one `Arc` clone.
     ///
     /// Empty before the first resolution. The same as `snapshot().addresses()`.
     ///
@@ -240,9 +241,11 @@ impl Resolver {
         self.hub().subscribe(self.id)
     }
 
-    /// A round-robin picker over the current snapshot.
+    /// A round-robin picker over the current snapshot, which skips addresses its callers
+    /// report failing (see [`Picker`]).
     ///
     /// Each call returns a picker with its own rotation; clones of one picker share theirs.
+    /// The health of addresses is the resolver's: every picker sees every report.
     ///
     /// ```
     /// # use std::net::SocketAddr;

@@ -3,8 +3,8 @@
 //! Not part of the API (hidden, and it may change in any release): an example's visible
 //! lines must read on their own, so nothing here may do more than its name says.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use crate::{Config, Error, Resolver, Source};
 
@@ -65,4 +65,38 @@ pub fn get(server: &FakeApiServer, path: &str) -> io::Result<String> {
     let mut response = String::new();
     conn.read_to_string(&mut response)?;
     Ok(response)
+}
+
+/// A TCP server on `127.0.0.1` that answers each line with the same line, for as long as the
+/// process runs (a pod for examples that connect); its address.
+///
+/// # Errors
+///
+/// When it cannot listen.
+pub fn line_echo() -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut writer = &stream;
+                for line in BufReader::new(&stream).lines().map_while(Result::ok) {
+                    if writeln!(writer, "{line}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// An address on `127.0.0.1` where nobody listens: connections are refused (a pod whose
+/// process is gone).
+///
+/// # Errors
+///
+/// When no port can be found.
+pub fn refused() -> io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
 }

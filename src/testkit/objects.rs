@@ -57,6 +57,10 @@ pub struct Pod {
     pub hostname: Option<String>,
     /// Its zone (`zone`, EndpointSlices only).
     pub zone: Option<String>,
+    /// The zones whose clients should use it (`hints.forZones`, EndpointSlices only).
+    pub zone_hints: Vec<String>,
+    /// The nodes whose clients should use it (`hints.forNodes`, EndpointSlices only).
+    pub node_hints: Vec<String>,
 }
 
 impl Pod {
@@ -85,13 +89,16 @@ impl Pod {
             node: None,
             hostname: None,
             zone: None,
+            zone_hints: Vec::new(),
+            node_hints: Vec::new(),
         }
     }
 
     /// Sets readiness. Default: ready.
     ///
     /// An Endpoints object lists an unready pod in `notReadyAddresses`; a slice gives it
-    /// `ready: false`. Either way a resolver leaves it out.
+    /// `ready: false`. Either way a resolver does not use it (unless it is terminating and
+    /// was ready, and no other pod is ready: see [`terminating`](Self::terminating)).
     ///
     /// ```
     /// use kuberesolver::testkit::{endpoints_object, Pod};
@@ -109,7 +116,10 @@ impl Pod {
 
     /// Marks the pod as terminating (or not). Default: not terminating.
     ///
-    /// See [`terminating`](Pod#structfield.terminating) for how each object shows it.
+    /// See [`terminating`](Pod#structfield.terminating) for how each object shows it. A
+    /// terminating pod that is still ready (`serving: true` in a slice) is what a resolver
+    /// uses while no pod is ready; `.ready(false).terminating(true)` is one that is not
+    /// serving any more.
     ///
     /// ```
     /// use kuberesolver::testkit::{endpoint_slice_object, endpoints_object, AddressType, Pod};
@@ -172,6 +182,54 @@ impl Pod {
     pub fn zone(mut self, zone: impl Into<String>) -> Pod {
         self.zone = Some(zone.into());
         self
+    }
+
+    /// Sets the zone hints (`hints.forZones`, in EndpointSlices only), as the EndpointSlice
+    /// controller does for topology-aware routing. Default: none.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoint_slice_object, AddressType, Pod};
+    ///
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("a").zone_hints(["a", "b"]);
+    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", AddressType::Ipv4, &[], &[pod]);
+    /// assert_eq!(slice["endpoints"][0]["hints"]["forZones"][1]["name"], "b");
+    /// assert!(slice["endpoints"][0]["hints"].get("forNodes").is_none());
+    /// ```
+    #[must_use]
+    pub fn zone_hints<S: Into<String>>(mut self, zones: impl IntoIterator<Item = S>) -> Pod {
+        self.zone_hints = zones.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the node hints (`hints.forNodes`, in EndpointSlices only), as the EndpointSlice
+    /// controller does for `trafficDistribution: PreferSameNode`. Default: none.
+    ///
+    /// ```
+    /// use kuberesolver::testkit::{endpoint_slice_object, AddressType, Pod};
+    ///
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).node("n1").node_hints(["n1"]);
+    /// let slice = endpoint_slice_object("prod", "echo-x1", "echo", AddressType::Ipv4, &[], &[pod]);
+    /// assert_eq!(slice["endpoints"][0]["hints"]["forNodes"][0]["name"], "n1");
+    /// ```
+    #[must_use]
+    pub fn node_hints<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Pod {
+        self.node_hints = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// `{"forZones": [...], "forNodes": [...]}` with the lists that are not empty, or `None`.
+    fn hints(&self) -> Option<Value> {
+        let names = |list: &[String]| -> Value {
+            list.iter().map(|name| json!({ "name": name })).collect()
+        };
+        let mut hints = Map::new();
+        if !self.zone_hints.is_empty() {
+            hints.insert("forZones".into(), names(&self.zone_hints));
+        }
+        if !self.node_hints.is_empty() {
+            hints.insert("forNodes".into(), names(&self.node_hints));
+        }
+        (!hints.is_empty()).then_some(Value::Object(hints))
     }
 
     fn target_ref(&self, namespace: &str) -> Value {
@@ -306,7 +364,7 @@ pub fn endpoints_object(namespace: &str, name: &str, ports: &[(&str, u16)], pods
 /// `endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io`;
 /// `addressType` from `address_type` (see [`AddressType`] for odd values); each pod becomes
 /// `{addresses: [ip], conditions: {ready, serving, terminating}, nodeName?, zone?,
-/// hostname?, targetRef}`; ports are `{name, port, protocol: "TCP"}` with `name: ""` when
+/// hostname?, hints?, targetRef}`; ports are `{name, port, protocol: "TCP"}` with `name: ""` when
 /// unnamed and no `port` when `None`. With no pods `endpoints` is `null`, with no ports
 /// `ports` is `null` (what a placeholder slice looks like once stored).
 ///
@@ -350,6 +408,9 @@ pub fn endpoint_slice_object(
             }
             if let Some(z) = &p.zone {
                 e.insert("zone".into(), Value::String(z.clone()));
+            }
+            if let Some(hints) = p.hints() {
+                e.insert("hints".into(), hints);
             }
             e.insert("targetRef".into(), p.target_ref(namespace));
             Value::Object(e)

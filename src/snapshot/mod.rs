@@ -1,4 +1,5 @@
-//! What the resolver publishes: an immutable, cheaply cloned set of ready endpoints.
+//! What the resolver publishes: an immutable, cheaply cloned set of endpoints to use, and
+//! those that are shutting down.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -8,30 +9,47 @@ use std::time::SystemTime;
 
 /// The conditions of an endpoint, as the API reports them.
 ///
-/// A snapshot holds only ready endpoints, and a terminating endpoint is never ready, so in a
-/// snapshot `ready` is always `true` and `terminating` always `false`: a pod that starts
-/// shutting down leaves the snapshot at once. `serving` is `true` unless the API says
-/// otherwise (EndpointSlices only; core/v1 Endpoints cannot say). `null` conditions mean the
+/// A terminating endpoint is never ready (even when a Service publishes not-ready
+/// addresses). `serving` is `true` unless the API says otherwise (EndpointSlices only;
+/// core/v1 Endpoints cannot say, and list no terminating pod). `null` conditions mean the
 /// [`Default`]: ready, serving, not terminating. The API may add conditions, and so may this
 /// type (`#[non_exhaustive]`): read its fields, compare it with `Conditions::default()`.
+///
+/// A snapshot's [`endpoints`](Snapshot::endpoints) are the ready ones, as long as there is
+/// one. When there is none, they are those still `serving` while `terminating`, as kube-proxy
+/// does (KEP-1669): a one-replica Deployment rolled with `maxSurge: 0` stops its pod before
+/// the new one is ready, and the old pod, serving in its grace period, is the only one left.
+/// [`Snapshot::terminating`] lists every terminating endpoint, used or not.
 ///
 /// ```
 /// # use std::time::Duration;
 /// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
 /// # use kuberesolver::{Conditions, Config, Resolver};
 /// # let server = FakeApiServer::start()?;
-/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[
-///     Pod::new("echo-1", [10, 0, 0, 1]),
-///     Pod::new("echo-2", [10, 0, 0, 2]).terminating(true),
+/// let ports = [("grpc", Some(8080))];
+/// let old = Pod::new("echo-1", [10, 0, 0, 1]);
+/// let new = Pod::new("echo-2", [10, 0, 0, 2]);
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &ports, &[
+///     old.clone().terminating(true),
+///     new.clone().ready(false),
 /// ]);
 /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
 /// #     .config(Config::new(server.url()))
 /// #     .spawn()?;
-/// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
-/// assert_eq!(snapshot.len(), 1); // echo-2 is terminating, so not ready
+/// let updates = resolver.updates();
+/// // echo-2 is not ready yet: echo-1, terminating but still serving, is used meanwhile.
+/// let snapshot = updates.recv_timeout(Duration::from_secs(5))?;
 /// let conditions = snapshot.endpoints()[0].conditions();
-/// assert!(conditions.ready && conditions.serving && !conditions.terminating);
-/// assert_eq!(conditions, Conditions::default());
+/// assert!(!conditions.ready && conditions.serving && conditions.terminating);
+/// // echo-2 is ready: only echo-2 is used.
+/// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &ports, &[
+///     old.terminating(true),
+///     new,
+/// ]);
+/// let snapshot = updates.recv_timeout(Duration::from_secs(5))?;
+/// assert_eq!(snapshot.endpoints()[0].pod(), Some("echo-2"));
+/// assert_eq!(snapshot.endpoints()[0].conditions(), Conditions::default());
+/// assert_eq!(snapshot.terminating()[0].pod(), Some("echo-1"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,11 +74,12 @@ impl Default for Conditions {
     }
 }
 
-/// One ready address of the Service, with the details the API gives about it.
+/// One address of the Service, with the details the API gives about it.
 ///
 /// Cheap to clone (one `Arc`), so snapshots are rebuilt quickly after each change. The
-/// details other than the address are `None` when the API leaves them out; the zone comes
-/// only from EndpointSlices. `Display` writes the address, then the pod name when known.
+/// details other than the address are `None` (or empty) when the API leaves them out; the
+/// zone and the topology hints come only from EndpointSlices. `Display` writes the address,
+/// then the pod name when known.
 ///
 /// ```
 /// # use std::net::{IpAddr, SocketAddr};
@@ -92,16 +111,47 @@ pub struct Endpoint(Arc<EndpointData>);
 #[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct EndpointData {
     pub addr: SocketAddr,
+    pub details: Details,
+}
+
+/// What the API says about an endpoint besides its address (the same for each of its ports).
+/// The default: nothing known, ready.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Details {
     pub hostname: Option<Arc<str>>,
     pub node: Option<Arc<str>>,
     pub zone: Option<Arc<str>>,
     pub pod: Option<Arc<str>>,
     pub conditions: Conditions,
+    /// `hints.forZones`: the zones whose clients should use this endpoint.
+    pub zone_hints: Box<[Arc<str>]>,
+    /// `hints.forNodes`: the nodes whose clients should use this endpoint.
+    pub node_hints: Box<[Arc<str>]>,
+}
+
+impl EndpointData {
+    /// An address with no details, ready.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn at(addr: SocketAddr) -> EndpointData {
+        EndpointData {
+            addr,
+            details: Details::default(),
+        }
+    }
 }
 
 impl Endpoint {
     pub(crate) fn new(data: EndpointData) -> Endpoint {
         Endpoint(Arc::new(data))
+    }
+
+    /// Whether `self` and `other` differ at most in their conditions: the same pod at the
+    /// same address, which may have started terminating.
+    fn same_but_conditions(&self, other: &Endpoint) -> bool {
+        let (a, b) = (&self.0.details, &other.0.details);
+        self.0.addr == other.0.addr
+            && (&a.hostname, &a.node, &a.zone, &a.pod) == (&b.hostname, &b.node, &b.zone, &b.pod)
+            && (&a.zone_hints, &a.node_hints) == (&b.zone_hints, &b.node_hints)
     }
 
     /// The address to connect to: the pod IP and the chosen port.
@@ -121,45 +171,73 @@ impl Endpoint {
 
     /// The endpoint's `hostname`, set for pods of headless Services with a subdomain.
     pub fn hostname(&self) -> Option<&str> {
-        self.0.hostname.as_deref()
+        self.0.details.hostname.as_deref()
     }
 
     /// The node the pod runs on (`nodeName`).
     pub fn node(&self) -> Option<&str> {
-        self.0.node.as_deref()
+        self.0.details.node.as_deref()
     }
 
     /// The zone of the node (EndpointSlices only).
     pub fn zone(&self) -> Option<&str> {
-        self.0.zone.as_deref()
+        self.0.details.zone.as_deref()
     }
 
     /// The name of the pod behind the address (`targetRef` of kind Pod).
     pub fn pod(&self) -> Option<&str> {
-        self.0.pod.as_deref()
+        self.0.details.pod.as_deref()
     }
 
-    /// The endpoint's conditions.
+    /// The endpoint's conditions: see [`Conditions`] for when a snapshot uses an endpoint
+    /// that is not ready.
     pub fn conditions(&self) -> Conditions {
-        self.0.conditions
+        self.0.details.conditions
     }
 
-    /// An endpoint with only an address and maybe a zone, for tests.
+    /// The zones whose clients should use this endpoint (`hints.forZones`, EndpointSlices
+    /// only): set by the EndpointSlice controller for topology-aware routing
+    /// (`trafficDistribution: PreferClose`, or the annotation `topology-mode: Auto`). A
+    /// [zone-aware picker](crate::Picker#zone-and-node-aware-picking) follows them.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use kuberesolver::testkit::{AddressType, FakeApiServer, Pod};
+    /// # use kuberesolver::{Config, Resolver};
+    /// # let server = FakeApiServer::start()?;
+    /// let pod = Pod::new("echo-1", [10, 0, 0, 1]).zone("eu-west-1a").zone_hints(["eu-west-1a"]);
+    /// server.set_endpoint_slice("prod", "echo-x1", "echo", AddressType::Ipv4, &[("grpc", Some(8080))], &[pod]);
+    /// # let resolver = Resolver::builder("kubernetes:///echo.prod:grpc")
+    /// #     .config(Config::new(server.url()))
+    /// #     .spawn()?;
+    /// let snapshot = resolver.wait_ready(Duration::from_secs(5))?;
+    /// let endpoint = &snapshot.endpoints()[0];
+    /// assert_eq!(endpoint.zone_hints().collect::<Vec<_>>(), ["eu-west-1a"]);
+    /// assert_eq!(endpoint.node_hints().len(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn zone_hints(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.0.details.zone_hints.iter().map(|z| &**z)
+    }
+
+    /// The nodes whose clients should use this endpoint (`hints.forNodes`, EndpointSlices
+    /// only, Kubernetes 1.33 and later): set for `trafficDistribution: PreferSameNode`. A
+    /// [node-aware picker](crate::Picker::prefer_node) follows them.
+    pub fn node_hints(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.0.details.node_hints.iter().map(|n| &**n)
+    }
+
+    /// An endpoint with only an address, for tests.
     #[cfg(test)]
     pub(crate) fn bare(addr: SocketAddr) -> Endpoint {
-        Endpoint::with_zone(addr, None)
+        Endpoint::new(EndpointData::at(addr))
     }
 
     #[cfg(test)]
     pub(crate) fn with_zone(addr: SocketAddr, zone: Option<&str>) -> Endpoint {
-        Endpoint::new(EndpointData {
-            addr,
-            hostname: None,
-            node: None,
-            zone: zone.map(Arc::from),
-            pod: None,
-            conditions: Conditions::default(),
-        })
+        let mut data = EndpointData::at(addr);
+        data.details.zone = zone.map(Arc::from);
+        Endpoint::new(data)
     }
 }
 
@@ -173,7 +251,7 @@ impl fmt::Display for Endpoint {
     /// `addr` then the pod name, quoted, when known: `10.0.0.1:8080 ("echo-6f9c-abcde")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0.addr)?;
-        if let Some(pod) = &self.0.pod {
+        if let Some(pod) = &self.0.details.pod {
             write!(f, " ({pod:?})")?;
         }
         Ok(())
@@ -229,7 +307,8 @@ impl Addresses {
     }
 }
 
-/// The state of the Service at one moment: its ready endpoints and a version.
+/// The state of the Service at one moment: the endpoints to use, those shutting down, and a
+/// version.
 ///
 /// Cloning is one atomic increment. Versions start at 1 for the first resolution and grow by
 /// one with each published change; version 0 is the empty "not resolved yet" snapshot.
@@ -264,7 +343,34 @@ struct Inner {
     version: u64,
     addresses: Addresses,
     endpoints: Vec<Endpoint>,
+    terminating: Vec<Endpoint>,
     at: Option<SystemTime>,
+}
+
+/// Whether an endpoint with `conditions` is used, given whether any endpoint is ready: the
+/// ready ones, else those serving while terminating (kube-proxy's rule, KEP-1669).
+fn used(conditions: Conditions, any_ready: bool) -> bool {
+    if any_ready {
+        conditions.ready
+    } else {
+        conditions.serving && conditions.terminating
+    }
+}
+
+/// The endpoints of `listed` a snapshot uses, and its terminating ones.
+fn split(
+    listed: &[Endpoint],
+) -> (
+    impl Iterator<Item = &Endpoint>,
+    impl Iterator<Item = &Endpoint>,
+) {
+    let any_ready = listed.iter().any(|e| e.conditions().ready);
+    (
+        listed
+            .iter()
+            .filter(move |e| used(e.conditions(), any_ready)),
+        listed.iter().filter(|e| e.conditions().terminating),
+    )
 }
 
 impl Snapshot {
@@ -274,25 +380,30 @@ impl Snapshot {
             version: 0,
             addresses: Addresses(Arc::from(Vec::new())),
             endpoints: Vec::new(),
+            terminating: Vec::new(),
             at: None,
         }))
     }
 
-    /// A new snapshot of sorted, de-duplicated endpoints.
-    pub(crate) fn new(version: u64, endpoints: Vec<Endpoint>) -> Snapshot {
+    /// A new snapshot of `listed`: the endpoints the API lists as ready or terminating,
+    /// sorted and de-duplicated by address (others are left out).
+    pub(crate) fn new(version: u64, listed: &[Endpoint]) -> Snapshot {
+        let (used, terminating) = split(listed);
+        let endpoints: Vec<Endpoint> = used.cloned().collect();
         let addresses: Vec<SocketAddr> = endpoints.iter().map(Endpoint::addr).collect();
         Snapshot(Arc::new(Inner {
             version,
             addresses: Addresses(Arc::from(addresses)),
             endpoints,
+            terminating: terminating.cloned().collect(),
             at: Some(SystemTime::now()),
         }))
     }
 
     /// The version: 0 before the first resolution, then +1 per published change.
     ///
-    /// A resolver publishes a snapshot only when the ready endpoints or their details change,
-    /// so two of its snapshots with the same version hold the same endpoints.
+    /// A resolver publishes a snapshot only when the endpoints, the terminating ones or their
+    /// details change, so two of its snapshots with the same version hold the same endpoints.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -317,25 +428,36 @@ impl Snapshot {
         self.0.version
     }
 
-    /// The ready addresses, sorted and de-duplicated.
+    /// The addresses to use, sorted and de-duplicated: those of [`endpoints`](Self::endpoints).
     pub fn addresses(&self) -> Addresses {
         self.0.addresses.clone()
     }
 
-    /// The ready endpoints with their details, in the order of [`addresses`](Self::addresses).
+    /// The endpoints to use, with their details, in the order of
+    /// [`addresses`](Self::addresses): the ready ones, or, while none is ready, those still
+    /// serving while terminating (see [`Conditions`]).
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.0.endpoints
     }
 
-    /// The number of ready addresses.
+    /// Every terminating endpoint the API lists, serving or not, sorted by address: pods
+    /// shutting down, which finish their in-flight work but should get no new work. They are
+    /// in [`endpoints`](Self::endpoints) too while no endpoint is ready and they still serve.
+    /// Always empty with core/v1 Endpoints, which leave terminating pods out.
+    pub fn terminating(&self) -> &[Endpoint] {
+        &self.0.terminating
+    }
+
+    /// The number of addresses to use.
     pub fn len(&self) -> usize {
         self.0.endpoints.len()
     }
 
-    /// Whether there is no ready address.
+    /// Whether there is no address to use.
     ///
-    /// An empty snapshot is the API's word that the Service has no ready endpoint; it is
-    /// published (even as the first resolution), while failures never publish.
+    /// An empty snapshot is the API's word that the Service has no ready endpoint (and none
+    /// serving while terminating); it is published (even as the first resolution), while
+    /// failures never publish.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -379,11 +501,18 @@ impl Snapshot {
         self.0.at
     }
 
-    /// What changed from `previous` to `self`: endpoints that appeared and ones that left.
+    /// What changed from `previous` to `self`: endpoints that are used now and were not
+    /// ([`added`](Diff::added)), endpoints that were used and are not any more
+    /// ([`removed`](Diff::removed)), and endpoints that started terminating
+    /// ([`draining`](Diff::draining)).
     ///
     /// An endpoint whose details changed at the same address (say, the IP now belongs to
-    /// another pod) shows in both lists, the new one in `added` and the old one in `removed`.
-    /// An endpoint that starts terminating is no longer ready: it shows in `removed` only.
+    /// another pod) shows in `added` (the new one) and `removed` (the old one). An endpoint
+    /// that started terminating shows in `draining`, and in `removed` too unless it is still
+    /// used for want of a ready one (its conditions alone changed then, which is no change
+    /// of use): a connector holding a connection to a removed endpoint closes it at once, or,
+    /// when the endpoint is draining, stops opening streams on it and closes it once its
+    /// in-flight work is done.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -409,35 +538,55 @@ impl Snapshot {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn diff(&self, previous: &Snapshot) -> Diff {
+        let mut diff = Diff::default();
+        // The endpoint of `self` that was used in `previous` as `old` and now terminates.
+        let started_terminating = |old: &Endpoint| {
+            let i = self
+                .terminating()
+                .binary_search_by(|t| t.addr().cmp(&old.addr()))
+                .ok()?;
+            let new = &self.terminating()[i];
+            (!old.conditions().terminating && new.same_but_conditions(old)).then_some(new)
+        };
         // Both lists are sorted by address with one entry per address: one merge walk.
         let (mut new, mut old) = (
             self.endpoints().iter().peekable(),
             previous.endpoints().iter().peekable(),
         );
-        let mut diff = Diff::default();
         loop {
-            match (new.peek(), old.peek()) {
+            let order = match (new.peek(), old.peek()) {
                 (None, None) => return diff,
-                (Some(_), None) => diff.added.extend(new.by_ref().cloned()),
-                (None, Some(_)) => diff.removed.extend(old.by_ref().cloned()),
-                (Some(n), Some(o)) => match n.addr().cmp(&o.addr()) {
-                    std::cmp::Ordering::Less => diff.added.extend(new.next().cloned()),
-                    std::cmp::Ordering::Greater => diff.removed.extend(old.next().cloned()),
-                    std::cmp::Ordering::Equal => {
-                        if n != o {
-                            diff.added.push((*n).clone());
-                            diff.removed.push((*o).clone());
-                        }
-                        new.next();
-                        old.next();
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(n), Some(o)) => n.addr().cmp(&o.addr()),
+            };
+            match order {
+                std::cmp::Ordering::Less => diff.added.extend(new.next().cloned()),
+                std::cmp::Ordering::Greater => {
+                    if let Some(o) = old.next() {
+                        diff.draining.extend(started_terminating(o).cloned());
+                        diff.removed.push(o.clone());
                     }
-                },
+                }
+                std::cmp::Ordering::Equal => {
+                    if let (Some(n), Some(o)) = (new.next(), old.next()) {
+                        if !n.same_but_conditions(o) {
+                            diff.added.push(n.clone());
+                            diff.removed.push(o.clone());
+                        } else if let Some(t) = started_terminating(o) {
+                            diff.draining.push(t.clone());
+                        }
+                    }
+                }
             }
         }
     }
 
-    pub(crate) fn same_endpoints(&self, endpoints: &[Endpoint]) -> bool {
-        self.0.endpoints == endpoints
+    /// Whether a snapshot of `listed` (as for [`Snapshot::new`]) would hold the same
+    /// endpoints as this one.
+    pub(crate) fn same_endpoints(&self, listed: &[Endpoint]) -> bool {
+        let (used, terminating) = split(listed);
+        used.eq(self.endpoints()) && terminating.eq(self.terminating())
     }
 }
 
@@ -452,7 +601,7 @@ impl fmt::Debug for Snapshot {
 
 /// The difference between two snapshots, from [`Snapshot::diff`].
 ///
-/// Both lists are sorted by address. The default is the empty difference. It may gain fields
+/// Each list is sorted by address. The default is the empty difference. It may gain fields
 /// (`#[non_exhaustive]`), so it is made only by [`Snapshot::diff`] and `Diff::default()`.
 ///
 /// ```
@@ -479,14 +628,20 @@ impl fmt::Debug for Snapshot {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Diff {
-    /// Endpoints in the new snapshot and not in the old one.
+    /// Endpoints used in the new snapshot and not in the old one.
     pub added: Vec<Endpoint>,
-    /// Endpoints in the old snapshot and not in the new one.
+    /// Endpoints used in the old snapshot and not in the new one: they left the Service,
+    /// turned unready, or started terminating (then they are in `draining` too).
     pub removed: Vec<Endpoint>,
+    /// Endpoints used in the old snapshot that started terminating, as the new snapshot
+    /// shows them: their pods are shutting down and finish their in-flight work. They are in
+    /// the new snapshot's [`terminating`](Snapshot::terminating); in `removed` too, unless
+    /// the new snapshot still uses them because no endpoint is ready.
+    pub draining: Vec<Endpoint>,
 }
 
 impl Diff {
-    /// Whether nothing changed: both lists are empty.
+    /// Whether nothing changed: every list is empty.
     ///
     /// ```
     /// use kuberesolver::Diff;
@@ -494,6 +649,9 @@ impl Diff {
     /// assert!(Diff::default().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty()
+        self.added.is_empty() && self.removed.is_empty() && self.draining.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests;
