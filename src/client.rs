@@ -18,7 +18,7 @@ use ureq::Body;
 
 use crate::config::ServerAccess;
 use crate::credentials::{TokenConnector, TokenSource, PLACEHOLDER};
-use crate::decode::{decode_list, decode_status, Listed};
+use crate::decode::{decode_list, decode_status, Listed, MAX_RESOURCE_VERSION};
 use crate::source::Api;
 use crate::tls::{tls_config, SharedTls};
 use crate::util::printable;
@@ -39,9 +39,10 @@ pub(crate) const MAX_LIST_BODY: u64 = 256 * 1024 * 1024;
 const INPUT_BUFFER: usize = 4 * 1024;
 
 /// Room in the output buffer beyond the server URL for the longest request line: the
-/// resource path with the namespace and Service (63 bytes each at most), the selector, the
-/// resourceVersion and the watch parameters. ureq writes the request a whole line at a time.
-const REQUEST_LINE_ROOM: usize = 2 * 1024;
+/// resource path with the namespace and Service (63 bytes each at most), the selector and
+/// the watch parameters (well under 1 KiB), and the resourceVersion, each byte of which may
+/// take three escaped. ureq writes the request a whole line at a time.
+const REQUEST_LINE_ROOM: usize = 1024 + 3 * MAX_RESOURCE_VERSION;
 
 /// Network timeouts, each with one meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! hold the one lock here for that long; readers of snapshots never take it.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use log::{info, warn};
 
@@ -29,6 +30,9 @@ struct State {
     objects: Objects,
     /// The API's state was listed: `objects` is worth resolving for a port that joins.
     listed: bool,
+    /// The watch's own last failure and when (not a port's): a port that joins while the
+    /// watch fails (a 403 before the first list, say) must show the cause like the others.
+    last_error: Option<(Error, SystemTime)>,
     views: Vec<View>,
 }
 
@@ -48,6 +52,7 @@ impl Fanout {
             state: Mutex::new(State {
                 objects: Objects::default(),
                 listed: false,
+                last_error: None,
                 views: vec![View {
                     port,
                     label,
@@ -70,7 +75,7 @@ impl Fanout {
         let hub = Arc::new(Hub::new());
         if let Some(other) = state.views.first() {
             let watch = other.hub.status();
-            hub.update_status(|status| inherit(status, &watch));
+            hub.update_status(|status| inherit(status, &watch, state.last_error.as_ref()));
         }
         let view = View {
             port,
@@ -135,7 +140,9 @@ impl Fanout {
 
     /// A failure of the watch, on every port (status only, never a publish).
     pub(crate) fn record_error(&self, error: &Error) {
-        for view in &lock(&self.state).views {
+        let mut state = lock(&self.state);
+        state.last_error = Some((error.clone(), SystemTime::now()));
+        for view in &state.views {
             view.hub.record_error(error.clone());
         }
     }
@@ -172,8 +179,9 @@ fn publish_view(objects: &mut Objects, view: &View, service: &str, stopping: boo
 }
 
 /// What a port that joins a running watch takes from the watch's status: what the watch
-/// did (counters, source, sync, watching), not what another port published or failed at.
-fn inherit(status: &mut Status, watch: &Status) {
+/// did (counters, source, sync, watching) and its last failure, not what another port
+/// published or failed at.
+fn inherit(status: &mut Status, watch: &Status, failure: Option<&(Error, SystemTime)>) {
     let publishes = status.counters.publishes;
     let errors = status.counters.errors;
     status.counters = watch.counters;
@@ -182,6 +190,10 @@ fn inherit(status: &mut Status, watch: &Status) {
     status.source = watch.source;
     status.last_sync = watch.last_sync;
     status.watching = watch.watching;
+    if let Some((error, at)) = failure {
+        status.last_error = Some(error.clone());
+        status.last_error_at = Some(*at);
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +277,20 @@ mod tests {
     }
 
     #[test]
+    fn a_port_that_joins_a_watch_failing_before_its_list_shows_the_cause() {
+        let (fanout, _) = watch_on_grpc();
+        fanout.record_error(&Error::new(
+            ErrorKind::Api,
+            "forbidden: list endpointslices",
+        ));
+        let metrics_hub = fanout.join(metrics(), "echo:metrics".into(), "echo");
+        let joined = metrics_hub.status();
+        assert_eq!(joined.last_error.map(|e| e.kind()), Some(ErrorKind::Api));
+        assert!(joined.last_error_at.is_some());
+        assert!(!joined.resolved);
+    }
+
+    #[test]
     fn a_port_error_stays_on_its_port_and_watch_errors_reach_every_port() {
         let (fanout, grpc_hub) = watch_on_grpc();
         fanout.replace_all(vec![("echo".into(), groups(&["10.0.0.1"]))]);
@@ -301,8 +327,16 @@ mod tests {
         assert_eq!((joined.counters.lists, joined.counters.watches), (1, 3));
         assert!(joined.watching);
         assert_eq!(joined.counters.publishes, 1, "its own first snapshot");
-        assert_eq!(joined.counters.errors, 0);
-        assert!(joined.last_error.is_none());
+        assert_eq!(
+            joined.counters.errors, 0,
+            "the count is of its own failures"
+        );
+        assert_eq!(
+            joined.last_error.map(|e| e.kind()),
+            Some(ErrorKind::Transport),
+            "the watch's last failure"
+        );
+        assert!(joined.last_error_at.is_some());
         assert_eq!((first.counters.publishes, first.counters.errors), (1, 1));
     }
 

@@ -205,6 +205,10 @@ impl Health {
         policy: &Ejection,
         listed: impl FnOnce(SocketAddr) -> bool,
     ) {
+        if policy.initial.is_zero() {
+            // Ejection is off: nothing to count, and no lock to take per failure.
+            return;
+        }
         let mut book = lock(&self.book);
         if !listed(addr) {
             return;
@@ -220,8 +224,8 @@ impl Health {
         if ejected && !record.probing {
             return;
         }
-        record.failures += 1;
-        if record.failures >= policy.failures && !policy.initial.is_zero() {
+        record.failures = record.failures.saturating_add(1);
+        if record.failures >= policy.failures {
             record.ejections = record.ejections.saturating_add(1);
             let time = policy.time(record.ejections, &mut book.rng);
             record.until = Some(now.checked_add(time).unwrap_or(now));
@@ -246,11 +250,14 @@ impl Health {
     }
 
     /// Forget every address that is not in `listed` (sorted): they left the Service.
+    ///
+    /// Always under the lock, even when nothing seems recorded: a failure that checked the
+    /// old snapshot may be about to record, and must then be forgotten here, not later.
     pub(crate) fn forget_absent(&self, listed: &[SocketAddr]) {
-        if self.recorded.load(Ordering::Relaxed) == 0 {
+        let mut book = lock(&self.book);
+        if book.records.is_empty() {
             return;
         }
-        let mut book = lock(&self.book);
         let before = book.records.len();
         book.records
             .retain(|addr, _| listed.binary_search(addr).is_ok());
@@ -579,7 +586,14 @@ mod tests {
         let health = Health::new();
         let policy = Ejection::new().initial(Duration::ZERO);
         let t0 = Instant::now();
-        health.failure(addr(1), t0, &policy, LISTED);
+        for _ in 0..3 {
+            health.failure(addr(1), t0, &policy, LISTED);
+        }
         assert!(ejected(&health, t0).is_empty());
+        assert_eq!(
+            health.recorded(),
+            0,
+            "nothing counted: no book to keep or overflow"
+        );
     }
 }

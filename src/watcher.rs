@@ -486,7 +486,6 @@ impl Watcher {
     }
 }
 
-/// Marks the resolver stopped when the watcher thread ends, however it ends.
 /// Marks every port of the watch stopped when the watcher thread ends, however it ends.
 struct StopOnExit(Arc<Fanout>);
 

@@ -256,3 +256,63 @@ fn watches_send_watch_true_as_kubectl_and_client_go_do() {
     let watch = &watches(&server)[0];
     assert_eq!(watch.param("watch"), Some("true"), "{watch:?}");
 }
+
+#[test]
+fn a_resource_version_as_long_as_any_taken_is_watched_from_and_a_longer_one_is_refused() {
+    // A list whose resourceVersion is `rv`, with no items.
+    let list = |rv: &str| {
+        let rv = serde_json::to_string(rv).expect("a string");
+        format!(
+            r#"{{"kind":"EndpointsList","apiVersion":"v1","metadata":{{"resourceVersion":{rv}}},"items":[]}}"#
+        )
+    };
+    let server = cluster();
+    // 256 bytes that each take three escaped: the longest request line the client sends.
+    let longest = "&".repeat(256);
+    server.fail_next_for(
+        Verb::List,
+        1,
+        Failure::Body {
+            code: 200,
+            body: list(&longest),
+        },
+    );
+    let r = spawn_on(Config::new(server.url()), Source::Endpoints, TARGET);
+    eventually(
+        "a watch from the longest resourceVersion reaches the server",
+        || {
+            watches(&server).iter().any(|q| {
+                q.query
+                    .iter()
+                    .any(|(k, v)| k == "resourceVersion" && *v == longest)
+            })
+        },
+    );
+    drop(r);
+
+    // Longer than any server sends: refused as a decode error (and relisted), never sent.
+    let server = cluster();
+    scale(&server, 2);
+    let longer = "7".repeat(700);
+    server.fail_next_for(
+        Verb::List,
+        1,
+        Failure::Body {
+            code: 200,
+            body: list(&longer),
+        },
+    );
+    let r = spawn_on(Config::new(server.url()), Source::Endpoints, TARGET);
+    converges_to(&r, &addrs(8080, [1, 2]));
+    assert!(lists(&server) >= 2, "relisted: {:?}", server.requests());
+    let error = r.status().last_error.expect("the refusal is reported");
+    assert_eq!(error.kind(), ErrorKind::Decode, "{error}");
+    assert!(
+        error.message().contains("resourceVersion of 700 bytes"),
+        "{error}"
+    );
+    assert!(watches(&server).iter().all(|q| q
+        .query
+        .iter()
+        .all(|(k, v)| k != "resourceVersion" || *v != longer)));
+}

@@ -164,6 +164,23 @@ impl<'de> serde::de::Visitor<'de> for EventSeed {
     }
 }
 
+/// The longest resourceVersion taken, in bytes. Servers send a decimal counter (etcd's
+/// revision: 20 digits at most); the limit keeps a broken server's version from outgrowing
+/// the request buffer ([`crate::client`] sizes it for this many bytes, escaped).
+pub(crate) const MAX_RESOURCE_VERSION: usize = 256;
+
+/// `rv` as a resourceVersion to resume from, unless it is longer than any server sends.
+fn resource_version(rv: Str<'_>) -> Result<String, Error> {
+    let rv = rv.into_owned();
+    if rv.len() > MAX_RESOURCE_VERSION {
+        return Err(Error::decode(format!(
+            "a resourceVersion of {} bytes (more than {MAX_RESOURCE_VERSION})",
+            rv.len()
+        )));
+    }
+    Ok(rv)
+}
+
 /// The event of type `kind` whose object is `object` (JSON text).
 fn finish(kind: &str, object: &str, resource: Api) -> Result<WatchEvent, Error> {
     match kind {
@@ -174,8 +191,8 @@ fn finish(kind: &str, object: &str, resource: Api) -> Result<WatchEvent, Error> 
             let resource_version = bookmark
                 .and_then(|b| b.metadata)
                 .and_then(|m| m.resource_version)
-                .map(Str::into_owned)
-                .ok_or_else(|| Error::decode("bookmark without a resourceVersion"))?;
+                .map(resource_version)
+                .ok_or_else(|| Error::decode("bookmark without a resourceVersion"))??;
             Ok(WatchEvent::Bookmark { resource_version })
         }
         "ERROR" => {
@@ -202,7 +219,7 @@ fn finish_object(
         .name
         .ok_or_else(|| Error::decode("object without a name"))?
         .into_owned();
-    let resource_version = meta.resource_version.map(Str::into_owned);
+    let resource_version = meta.resource_version.map(resource_version).transpose()?;
     Ok(if kind == "DELETED" {
         WatchEvent::Deleted {
             name,
@@ -380,8 +397,8 @@ pub(crate) fn decode_list(body: &[u8], resource: Api) -> Result<Listed, Error> {
         .metadata
         .and_then(|m| m.resource_version)
         .filter(|rv| !rv.is_empty())
-        .map(Str::into_owned)
-        .ok_or_else(|| Error::decode(format!("{resource} list without a resourceVersion")))?;
+        .map(resource_version)
+        .ok_or_else(|| Error::decode(format!("{resource} list without a resourceVersion")))??;
     let mut items = Vec::new();
     for item in list.items.unwrap_or_default() {
         let (meta, object) = decode_object(item.get(), resource)?;

@@ -6,8 +6,9 @@
 //! saw last; only when one of them moved does it take the locks once to refresh. So the steady
 //! state is two atomic loads, a short search, one `fetch_add` and an index, with or without
 //! failure feedback. While an address is ejected, a thread also looks at the clock every few
-//! picks (each pick when they are rare, up to every 1024 when they are fast: see
-//! `next_stride`), so it notices within about two milliseconds that an ejection ended.
+//! picks (each pick when they are rare, up to every 64 when they are fast: see
+//! `next_stride`), so it notices that an ejection ended within about two milliseconds while
+//! picks come fast, and at most 64 picks late when they slow down at once.
 //!
 //! `topology.rs` decides which endpoints a picker prefers (family, hints, node, zone); the
 //! health of addresses is `crate::health`, kept by the resolver's hub for all its pickers.
@@ -172,8 +173,10 @@ impl Core {
 /// refreshes; the bound keeps a thread from holding the addresses of pickers long dropped.
 const CACHE_SLOTS: usize = 8;
 
-/// The most picks between two looks at the clock while an address is ejected.
-const MAX_STRIDE: u32 = 1024;
+/// The most picks between two looks at the clock while an address is ejected. It bounds how
+/// many picks late a thread that learned a long stride while busy notices an ended ejection
+/// once its picks turn rare; a clock read per 64 picks costs well under a nanosecond a pick.
+const MAX_STRIDE: u32 = 64;
 
 /// What one thread knows for one picker.
 struct Slot {
@@ -389,7 +392,7 @@ impl Picker {
     pub fn pick(&self) -> Option<SocketAddr> {
         let version = self.hub.version();
         let generation = self.hub.health().generation();
-        CACHE.with(|cache| {
+        let cached = CACHE.try_with(|cache| {
             let mut cache = cache.borrow_mut();
             let index = match cache.iter().position(|s| s.core == self.core.id) {
                 Some(i) => i,
@@ -414,7 +417,10 @@ impl Picker {
             }
             let turn = self.core.cursor.fetch_add(1, Ordering::Relaxed);
             slot.rotation.get(turn % len).copied()
-        })
+        });
+        // The thread's cache is gone only while its thread-locals are destroyed (a pick from
+        // another one's `Drop`): then the failover order, read afresh, gives the pick.
+        cached.unwrap_or_else(|_| self.failover_order().first().copied())
     }
 
     #[cold]
@@ -554,12 +560,15 @@ impl Picker {
         &self,
         mut connect: impl FnMut(SocketAddr) -> io::Result<T>,
     ) -> io::Result<T> {
-        let attempts = self.core.attempts;
-        let mut tried: Vec<SocketAddr> = Vec::with_capacity(attempts as usize);
+        // No more attempts, and no more picks per attempt, than the snapshot has addresses:
+        // `attempts(u32::MAX)` must neither allocate for it nor spin through it.
+        let listed = self.hub.current().len();
+        let attempts = usize::try_from(self.core.attempts).map_or(listed, |n| n.min(listed));
+        let mut tried: Vec<SocketAddr> = Vec::with_capacity(attempts);
         let mut last = None;
         for _ in 0..attempts {
             // Clones on other threads take turns too: a few picks find an untried address.
-            let next = (0..=attempts)
+            let next = (0..=listed)
                 .filter_map(|_| self.pick())
                 .find(|addr| !tried.contains(addr));
             let Some(addr) = next else { break };

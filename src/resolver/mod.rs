@@ -245,7 +245,8 @@ impl Resolver {
     /// report failing (see [`Picker`]).
     ///
     /// Each call returns a picker with its own rotation; clones of one picker share theirs.
-    /// The health of addresses is the resolver's: every picker sees every report.
+    /// The health of addresses is shared by every picker of the resolver, and of the resolvers
+    /// that share its watch and port: every picker sees every report.
     ///
     /// ```
     /// # use std::net::SocketAddr;
