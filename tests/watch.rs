@@ -259,25 +259,19 @@ fn watches_send_watch_true_as_kubectl_and_client_go_do() {
 
 #[test]
 fn a_resource_version_as_long_as_any_taken_is_watched_from_and_a_longer_one_is_refused() {
-    // A list whose resourceVersion is `rv`, with no items.
-    let list = |rv: &str| {
-        let rv = serde_json::to_string(rv).expect("a string");
-        format!(
-            r#"{{"kind":"EndpointsList","apiVersion":"v1","metadata":{{"resourceVersion":{rv}}},"items":[]}}"#
-        )
+    // A resolver on `server` whose first list answers with resourceVersion `rv`, no items.
+    let listed_at = |server: &FakeApiServer, rv: &str| {
+        let rv_json = serde_json::to_string(rv).expect("a string");
+        let body = format!(
+            r#"{{"kind":"EndpointsList","apiVersion":"v1","metadata":{{"resourceVersion":{rv_json}}},"items":[]}}"#
+        );
+        server.fail_next_for(Verb::List, 1, Failure::Body { code: 200, body });
+        spawn_on(Config::new(server.url()), Source::Endpoints, TARGET)
     };
     let server = cluster();
     // 256 bytes that each take three escaped: the longest request line the client sends.
     let longest = "&".repeat(256);
-    server.fail_next_for(
-        Verb::List,
-        1,
-        Failure::Body {
-            code: 200,
-            body: list(&longest),
-        },
-    );
-    let r = spawn_on(Config::new(server.url()), Source::Endpoints, TARGET);
+    let r = listed_at(&server, &longest);
     eventually(
         "a watch from the longest resourceVersion reaches the server",
         || {
@@ -294,15 +288,7 @@ fn a_resource_version_as_long_as_any_taken_is_watched_from_and_a_longer_one_is_r
     let server = cluster();
     scale(&server, 2);
     let longer = "7".repeat(700);
-    server.fail_next_for(
-        Verb::List,
-        1,
-        Failure::Body {
-            code: 200,
-            body: list(&longer),
-        },
-    );
-    let r = spawn_on(Config::new(server.url()), Source::Endpoints, TARGET);
+    let r = listed_at(&server, &longer);
     converges_to(&r, &addrs(8080, [1, 2]));
     assert!(lists(&server) >= 2, "relisted: {:?}", server.requests());
     let error = r.status().last_error.expect("the refusal is reported");
