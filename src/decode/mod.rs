@@ -166,7 +166,7 @@ impl<'de> serde::de::Visitor<'de> for EventSeed {
 
 /// The longest resourceVersion taken, in bytes. Servers send a decimal counter (etcd's
 /// revision: 20 digits at most); the limit keeps a broken server's version from outgrowing
-/// the request buffer ([`crate::client`] sizes it for this many bytes, escaped).
+/// the request buffer (the client sizes it for this many bytes, escaped).
 pub(crate) const MAX_RESOURCE_VERSION: usize = 256;
 
 /// `rv` as a resourceVersion to resume from, unless it is longer than any server sends.
