@@ -510,7 +510,10 @@ fn server_errors_keep_the_last_good_snapshot_and_are_retried_after_a_backoff() {
     assert_eq!(server.inject(Fault::Reset), 1);
     // A request is logged before it is answered (status 0 until then): wait for the answer.
     eventually("a 503, three 500s, then a watch", || {
-        server.requests().get(seen + 4).is_some_and(|q| q.status != 0)
+        server
+            .requests()
+            .get(seen + 4)
+            .is_some_and(|q| q.status != 0)
     });
     let log = server.requests();
     let after = &log[seen..seen + 5];
