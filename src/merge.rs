@@ -545,6 +545,23 @@ mod tests {
     }
 
     #[test]
+    fn resolutions_for_more_ports_than_are_cached_stay_right() {
+        let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        for _ in 0..2 {
+            for n in 1..=CACHED_PORTS as u16 + 1 {
+                assert_eq!(
+                    addrs(&mut s, Some(Port::Number(n))),
+                    Ok(vec![format!("10.0.0.1:{n}"), format!("10.0.0.2:{n}")])
+                );
+            }
+        }
+        assert_eq!(
+            addrs(&mut s, named("grpc")),
+            Ok(vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into()])
+        );
+    }
+
+    #[test]
     fn no_port_with_several_ports_is_an_error_naming_them() {
         let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
         let err = addrs(&mut s, None).unwrap_err();

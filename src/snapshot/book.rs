@@ -73,6 +73,20 @@ impl Book {
         (!same).then_some(snapshot)
     }
 
+    /// Panics unless the books are what a rebuild from the listing would make.
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        let mut rebuilt = Book::default();
+        let snapshot = Snapshot::from_listing(1, self.listing.clone());
+        rebuilt.rebuild(self.listing.clone(), &snapshot);
+        assert_eq!(self.listed, rebuilt.listed, "objects listing each address");
+        assert_eq!(
+            (self.ready, self.terminating),
+            (rebuilt.ready, rebuilt.terminating),
+            "ready and terminating endpoints kept"
+        );
+    }
+
     /// The books of `listing`, whose snapshot is `snapshot`.
     fn rebuild(&mut self, listing: Listing, snapshot: &Snapshot) {
         self.listed.clear();

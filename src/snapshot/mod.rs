@@ -330,6 +330,12 @@ impl fmt::Debug for Addresses {
 }
 
 impl Addresses {
+    /// Where the addresses are in memory, and how many the buffer there holds.
+    #[cfg(test)]
+    pub(crate) fn buffer(&self) -> (*const SocketAddr, usize) {
+        (Arc::as_ptr(&self.buf).cast(), self.buf.len())
+    }
+
     /// Whether both are the same addresses in memory, not copies.
     #[cfg(test)]
     pub(crate) fn shares(&self, other: &Addresses) -> bool {
@@ -479,6 +485,12 @@ impl Snapshot {
         self.0
             .flat
             .get_or_init(|| Flat::of(&self.0.listing.flatten()))
+    }
+
+    /// Whether the endpoints were flattened (made from scratch, or asked for).
+    #[cfg(test)]
+    pub(crate) fn is_flat(&self) -> bool {
+        self.0.flat.get().is_some()
     }
 
     /// How many endpoints are terminating: `terminating().len()`, without flattening.

@@ -216,3 +216,5 @@ fn removing_then_adding_what_a_diff_says_turns_the_old_endpoints_into_the_new() 
         previous = current;
     }
 }
+
+mod incremental;
