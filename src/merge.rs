@@ -471,6 +471,9 @@ fn describe_ports(ports: &[PortDef]) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{EndpointSlice, Endpoints};
