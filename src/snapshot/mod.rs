@@ -407,20 +407,19 @@ struct Flat {
 
 impl Flat {
     /// The endpoints of `listed` (sorted, one per address) a snapshot uses, and its
-    /// terminating ones.
-    fn of(listed: &[Endpoint]) -> Flat {
+    /// terminating ones. The used ones are `listed` itself, filtered in place: a Service's
+    /// endpoints are cloned once, not twice.
+    fn of(mut listed: Vec<Endpoint>) -> Flat {
         let any_ready = listed.iter().any(|e| e.conditions().ready);
+        let terminating = listed
+            .iter()
+            .filter(|e| e.conditions().terminating)
+            .cloned()
+            .collect();
+        listed.retain(|e| used(e.conditions(), any_ready));
         Flat {
-            used: listed
-                .iter()
-                .filter(|e| used(e.conditions(), any_ready))
-                .cloned()
-                .collect(),
-            terminating: listed
-                .iter()
-                .filter(|e| e.conditions().terminating)
-                .cloned()
-                .collect(),
+            used: listed,
+            terminating,
         }
     }
 }
@@ -450,7 +449,7 @@ impl Snapshot {
 
     /// A snapshot of `listing`, flattened now.
     pub(crate) fn from_listing(version: u64, listing: Listing) -> Snapshot {
-        let flat = Flat::of(&listing.flatten());
+        let flat = Flat::of(listing.flatten());
         let addresses = Addresses::from(flat.used.iter().map(Endpoint::addr).collect::<Vec<_>>());
         let terminating = flat.terminating.len();
         Snapshot(Arc::new(Inner {
@@ -484,7 +483,7 @@ impl Snapshot {
     fn flat(&self) -> &Flat {
         self.0
             .flat
-            .get_or_init(|| Flat::of(&self.0.listing.flatten()))
+            .get_or_init(|| Flat::of(self.0.listing.flatten()))
     }
 
     /// Whether the endpoints were flattened (made from scratch, or asked for).
