@@ -164,7 +164,7 @@ fn publish_view(objects: &mut Objects, view: &View, service: &str, stopping: boo
                     "{}: {} endpoints in use, {} terminating (v{})",
                     view.label,
                     snapshot.len(),
-                    snapshot.terminating().len(),
+                    snapshot.terminating_len(),
                     snapshot.version()
                 );
             }

@@ -7,6 +7,9 @@ use crate::merge::Objects;
 use crate::source::Api;
 use crate::Port;
 
+/// What a resolve gives the publisher: each object's endpoints, shared between listings.
+pub use crate::snapshot::Listing;
+
 /// The crate's xorshift64* generator, for the seeded tests (`tests/chaos.rs`,
 /// `tests/fuzz_corpus.rs`), so that they and the library share one implementation.
 pub use crate::util::Rng;
@@ -67,7 +70,7 @@ pub fn merge_list(json: &[u8]) -> Vec<Option<usize>> {
             Some(Port::Number(80)),
             Some(Port::Name("grpc".into())),
         ] {
-            let resolved = objects.resolve(port.as_ref(), "fuzz");
+            let resolved = objects.resolve(port.as_ref(), "fuzz").map(|l| l.flatten());
             if let Ok(endpoints) = &resolved {
                 assert!(
                     endpoints.windows(2).all(|w| w[0].addr() < w[1].addr()),
@@ -115,19 +118,20 @@ impl Merger {
         decode_event(line, self.resource).is_ok()
     }
 
-    /// Resolve the merged state into endpoints; returns how many.
+    /// Resolve the merged state into a listing; returns how many endpoints its objects
+    /// list (an address listed by two objects counts twice).
     pub fn resolve(&mut self) -> Result<usize, String> {
         self.objects
             .resolve(self.port.as_ref(), "bench")
-            .map(|e| e.len())
+            .map(|l| l.entries())
             .map_err(|e| e.to_string())
     }
 }
 
 impl Merger {
-    /// Resolve the merged state into the endpoints a snapshot would hold (for benchmarks
+    /// Resolve the merged state into the listing a snapshot is made of (for benchmarks
     /// that time publishing separately).
-    pub fn resolve_endpoints(&mut self) -> Result<Vec<crate::Endpoint>, String> {
+    pub fn resolve_endpoints(&mut self) -> Result<Listing, String> {
         self.objects
             .resolve(self.port.as_ref(), "bench")
             .map_err(|e| e.to_string())
@@ -178,9 +182,10 @@ impl Publisher {
         }
     }
 
-    /// Publish `endpoints` if they differ from the current snapshot (as the watcher does).
-    pub fn publish(&self, endpoints: Vec<crate::Endpoint>) -> Option<crate::Snapshot> {
-        self.shared.publish(endpoints)
+    /// Publish a listing (or endpoints) if it differs from the current snapshot (as the
+    /// watcher does).
+    pub fn publish(&self, listing: impl Into<Listing>) -> Option<crate::Snapshot> {
+        self.shared.publish(listing)
     }
 
     /// Publish endpoints with only these addresses (ready, no details).
@@ -188,7 +193,7 @@ impl Publisher {
         let endpoints = addrs
             .iter()
             .map(|addr| crate::snapshot::Endpoint::new(crate::snapshot::EndpointData::at(*addr)))
-            .collect();
+            .collect::<Vec<_>>();
         self.shared.publish(endpoints)
     }
 
@@ -204,7 +209,7 @@ impl Publisher {
                 data.details.zone_hints = Box::new([zone]);
                 crate::snapshot::Endpoint::new(data)
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.shared.publish(endpoints)
     }
 

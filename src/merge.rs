@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::model::{or_empty, Address, EndpointPort, EndpointSlice, Endpoints, Named, Str};
-use crate::snapshot::{Conditions, Details, Endpoint, EndpointData};
+use crate::snapshot::{sort_and_dedup, Conditions, Details, Endpoint, EndpointData, Listing, Run};
 use crate::{Error, Port};
 
 /// One port a group offers; `name` is `None` for an unnamed port.
@@ -32,12 +32,6 @@ pub(crate) struct Member {
 /// are starting, or failing their probe while not terminating, are of no use to anyone).
 fn listed(conditions: Conditions) -> bool {
     conditions.ready || conditions.terminating
-}
-
-/// Of two endpoints at one address, the one to keep has the higher rank: not terminating
-/// (as kube-proxy), else serving.
-fn rank(conditions: Conditions) -> (bool, bool) {
-    (!conditions.terminating, conditions.serving)
 }
 
 /// Whether a snapshot may use an endpoint with `conditions`: ready, or serving while
@@ -241,25 +235,49 @@ pub(crate) fn normalize_slice(slice: &EndpointSlice) -> ObjectGroups {
     out
 }
 
-/// The objects of one Service, by object name, each with its resolution cached.
+/// The objects of one Service, by object name, each with its resolutions cached.
 #[derive(Debug, Default)]
 pub(crate) struct Objects {
     objects: BTreeMap<String, Entry>,
-    /// The port the cached resolutions were made for.
-    cached_for: Option<Option<Port>>,
+    /// The ports resolved for lately, the latest last: each object caches its resolution
+    /// for each, at the same index.
+    ports: Vec<Option<Port>>,
+    /// The place of `ports` the next new port takes once all are taken.
+    evict: usize,
 }
+
+/// The most ports whose resolutions are cached: one per target port that resolvers of the
+/// watch use, which is one or two.
+const CACHED_PORTS: usize = 4;
 
 #[derive(Debug)]
 struct Entry {
+    /// The name, shared with the runs of its resolutions.
+    name: Arc<str>,
     groups: Vec<Group>,
-    resolved: Option<Resolved>,
+    /// The object's resolution for each port of `Objects::ports`, once made. Kept as long
+    /// as the object does not change: an unchanged object's run is the same `Arc` in every
+    /// listing.
+    resolved: [Option<Resolved>; CACHED_PORTS],
+}
+
+impl Entry {
+    fn new(name: &str, groups: Vec<Group>) -> Entry {
+        Entry {
+            name: Arc::from(name),
+            groups,
+            resolved: Default::default(),
+        }
+    }
 }
 
 /// What one object contributes for one port.
 #[derive(Debug, Clone)]
 struct Resolved {
-    /// Its listed endpoints (ready or terminating), sorted.
-    endpoints: Vec<Endpoint>,
+    /// Its listed endpoints (ready or terminating), sorted, one per address.
+    endpoints: Arc<[Endpoint]>,
+    /// Whether any of them is usable.
+    usable: bool,
     /// Usable addresses in groups that do not offer the port: their port descriptions.
     unmatched: Option<Vec<String>>,
     /// The port cannot be chosen at all (several ports, none named).
@@ -272,13 +290,8 @@ impl Objects {
         self.objects = objects
             .into_iter()
             .map(|(name, groups)| {
-                (
-                    name,
-                    Entry {
-                        groups,
-                        resolved: None,
-                    },
-                )
+                let entry = Entry::new(&name, groups);
+                (name, entry)
             })
             .collect();
     }
@@ -289,13 +302,8 @@ impl Objects {
         if self.objects.get(&name).map(|e| &e.groups) == Some(&groups) {
             return false;
         }
-        self.objects.insert(
-            name,
-            Entry {
-                groups,
-                resolved: None,
-            },
-        );
+        let entry = Entry::new(&name, groups);
+        self.objects.insert(name, entry);
         true
     }
 
@@ -304,9 +312,10 @@ impl Objects {
         self.objects.remove(name).is_some()
     }
 
-    /// The listed endpoints (ready or terminating) for `port`, sorted by address and
-    /// de-duplicated on `ip:port`; of two at one address, one that is not terminating wins,
-    /// as in kube-proxy, else one that is serving.
+    /// The listed endpoints (ready or terminating) for `port`: per object, sorted by
+    /// address and de-duplicated on `ip:port`; of two at one address, one that is not
+    /// terminating wins, as in kube-proxy, else one that is serving. Across objects, the
+    /// same rule applies when the listing is flattened (`Listing::flatten`).
     ///
     /// A named port is looked up per group, so groups that differ in ports (a rollout that
     /// renames or renumbers a port) each contribute what they have. A number is used as is.
@@ -315,33 +324,22 @@ impl Objects {
     /// named port. The error names the ports there are.
     ///
     /// Each object's share is cached until the object changes, so an event costs the
-    /// resolution of one object plus one merge of the sorted shares.
-    pub(crate) fn resolve(
-        &mut self,
-        port: Option<&Port>,
-        service: &str,
-    ) -> Result<Vec<Endpoint>, Error> {
-        if self.cached_for.as_ref().map(Option::as_ref) != Some(port) {
-            for entry in self.objects.values_mut() {
-                entry.resolved = None;
-            }
-            self.cached_for = Some(port.cloned());
-        }
-        let mut total = 0;
+    /// resolution of one object, and a listing that shares every other object's run.
+    pub(crate) fn resolve(&mut self, port: Option<&Port>, service: &str) -> Result<Listing, Error> {
+        let slot = self.port_slot(port);
+        let mut runs = Vec::with_capacity(self.objects.len());
+        let mut names: Vec<String> = Vec::new();
+        let mut unmatched_usable = false;
+        let mut any_usable = false;
         for entry in self.objects.values_mut() {
-            let resolved = entry
-                .resolved
-                .get_or_insert_with(|| resolve_groups(&entry.groups, port, service));
+            let name = entry.name.clone();
+            let resolved = &mut entry.resolved[slot];
+            let resolved =
+                resolved.get_or_insert_with(|| resolve_groups(&entry.groups, port, service));
             if let Some(fatal) = &resolved.fatal {
                 return Err(fatal.clone());
             }
-            total += resolved.endpoints.len();
-        }
-        let mut out = Vec::with_capacity(total);
-        let mut names: Vec<String> = Vec::new();
-        let mut unmatched_usable = false;
-        for resolved in self.objects.values().filter_map(|e| e.resolved.as_ref()) {
-            out.extend_from_slice(&resolved.endpoints);
+            any_usable |= resolved.usable;
             if let Some(unmatched) = &resolved.unmatched {
                 unmatched_usable = true;
                 for d in unmatched {
@@ -350,8 +348,12 @@ impl Objects {
                     }
                 }
             }
+            runs.push(Run {
+                name,
+                endpoints: resolved.endpoints.clone(),
+            });
         }
-        if unmatched_usable && !out.iter().any(|e| usable(e.conditions())) {
+        if unmatched_usable && !any_usable {
             let wanted = match port {
                 Some(p) => format!("no port named {:?}", p.to_string()),
                 None => "no usable port".to_string(),
@@ -365,25 +367,35 @@ impl Objects {
                 }
             )));
         }
-        // The shares are sorted runs: the adaptive sort merges them in about linear time.
-        out.sort();
-        out.dedup_by(|later, kept| {
-            if later.addr() != kept.addr() {
-                return false;
-            }
-            if rank(later.conditions()) > rank(kept.conditions()) {
-                std::mem::swap(later, kept);
-            }
-            true
-        });
-        Ok(out)
+        Ok(Listing::of_runs(runs))
+    }
+
+    /// Where the resolutions for `port` are cached. A new port when every place is taken
+    /// replaces the ports in turn, and the resolutions made for the one it replaces.
+    fn port_slot(&mut self, port: Option<&Port>) -> usize {
+        if let Some(i) = self.ports.iter().position(|p| p.as_ref() == port) {
+            return i;
+        }
+        if self.ports.len() < CACHED_PORTS {
+            self.ports.push(port.cloned());
+            return self.ports.len() - 1;
+        }
+        let slot = self.evict % CACHED_PORTS;
+        self.evict = slot + 1;
+        self.ports[slot] = port.cloned();
+        for entry in self.objects.values_mut() {
+            entry.resolved[slot] = None;
+        }
+        slot
     }
 }
 
 /// Resolve one object's groups for `port`.
 fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resolved {
+    let mut endpoints = Vec::new();
     let mut resolved = Resolved {
-        endpoints: Vec::new(),
+        endpoints: Arc::from(Vec::new()),
+        usable: false,
         unmatched: None,
         fatal: None,
     };
@@ -422,7 +434,7 @@ fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resol
             }
             continue;
         };
-        resolved.endpoints.extend(
+        endpoints.extend(
             group
                 .members
                 .iter()
@@ -435,7 +447,9 @@ fn resolve_groups(groups: &[Group], port: Option<&Port>, service: &str) -> Resol
                 }),
         );
     }
-    resolved.endpoints.sort();
+    sort_and_dedup(&mut endpoints);
+    resolved.usable = endpoints.iter().any(|e| usable(e.conditions()));
+    resolved.endpoints = Arc::from(endpoints);
     resolved
 }
 
@@ -455,6 +469,9 @@ fn describe_ports(ports: &[PortDef]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -481,7 +498,7 @@ mod tests {
     fn addrs(s: &mut Objects, port: Option<Port>) -> Result<Vec<String>, String> {
         s.resolve(port.as_ref(), "echo")
             .map(|eps| {
-                let snapshot = crate::Snapshot::new(1, &eps);
+                let snapshot = crate::Snapshot::new(1, &eps.flatten());
                 snapshot.addresses().iter().map(|a| a.to_string()).collect()
             })
             .map_err(|e| e.to_string())
@@ -490,6 +507,7 @@ mod tests {
     /// Every endpoint of the resolution: address, ready, serving, terminating.
     fn listed(s: &mut Objects, port: Option<Port>) -> Vec<(String, bool, bool, bool)> {
         s.resolve(port.as_ref(), "echo")
+            .map(|l| l.flatten())
             .unwrap_or_default()
             .iter()
             .map(|e| {
@@ -526,6 +544,23 @@ mod tests {
         assert_eq!(
             addrs(&mut s, Some(Port::Number(7000))),
             Ok(vec!["10.0.0.1:7000".into(), "10.0.0.2:7000".into()])
+        );
+    }
+
+    #[test]
+    fn resolutions_for_more_ports_than_are_cached_stay_right() {
+        let mut s = state(vec![("echo", endpoints(TWO_PORTS))]);
+        for _ in 0..2 {
+            for n in 1..=CACHED_PORTS as u16 + 1 {
+                assert_eq!(
+                    addrs(&mut s, Some(Port::Number(n))),
+                    Ok(vec![format!("10.0.0.1:{n}"), format!("10.0.0.2:{n}")])
+                );
+            }
+        }
+        assert_eq!(
+            addrs(&mut s, named("grpc")),
+            Ok(vec!["10.0.0.1:8080".into(), "10.0.0.2:8080".into()])
         );
     }
 
@@ -763,6 +798,7 @@ mod tests {
         )]);
         let eps = s
             .resolve(named("grpc").as_ref(), "echo")
+            .map(|l| l.flatten())
             .unwrap_or_default();
         let hints: Vec<(Vec<&str>, Vec<&str>)> = eps
             .iter()

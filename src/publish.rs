@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::health::Health;
-use crate::snapshot::{Endpoint, Snapshot};
+use crate::snapshot::{Book, Listing, Snapshot};
 use crate::util::{lock, read, write};
 use crate::{Error, ErrorKind, Status};
 
@@ -127,6 +127,8 @@ pub(crate) struct Hub {
     /// What the pickers' callers reported about the addresses; forgotten as they leave.
     health: Health,
     current: RwLock<Snapshot>,
+    /// What the current snapshot was made from, to make the next one from what changed.
+    book: Mutex<Book>,
     /// The current snapshot's version, readable without a lock (for the picker).
     version: AtomicU64,
     subscribers: Mutex<Subscribers>,
@@ -140,6 +142,7 @@ impl Hub {
         Hub {
             health: Health::new(),
             current: RwLock::new(Snapshot::unresolved()),
+            book: Mutex::new(Book::default()),
             version: AtomicU64::new(0),
             subscribers: Mutex::new(Subscribers::default()),
             status: Mutex::new(Status::new()),
@@ -168,18 +171,15 @@ impl Hub {
         &self.health
     }
 
-    /// Publish `endpoints` (the listed ones: ready or terminating, sorted and unique by
-    /// address) if they differ from the current snapshot, or if nothing was published yet.
-    /// Returns the new snapshot when one was published.
+    /// Publish `listing` (the listed endpoints: ready or terminating) if it differs from
+    /// the current snapshot, or if nothing was published yet. Returns the new snapshot when
+    /// one was published.
     ///
-    /// The endpoints come from a successful resolve, so the state is no longer frozen.
-    pub(crate) fn publish(&self, endpoints: Vec<Endpoint>) -> Option<Snapshot> {
+    /// The listing comes from a successful resolve, so the state is no longer frozen.
+    pub(crate) fn publish(&self, listing: impl Into<Listing>) -> Option<Snapshot> {
         lock(&self.status).frozen_since = None;
         let current = self.current();
-        if current.version() > 0 && current.same_endpoints(&endpoints) {
-            return None;
-        }
-        let snapshot = Snapshot::new(current.version() + 1, &endpoints);
+        let snapshot = lock(&self.book).next(&current, listing.into(), current.version() + 1)?;
         *write(&self.current) = snapshot.clone();
         self.version.store(snapshot.version(), Ordering::Release);
         // After the swap: a failure reported from now on sees the new snapshot, and one
@@ -351,6 +351,8 @@ fn offer(subscriber: &mut Subscriber, snapshot: Snapshot) -> bool {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+
+    use crate::snapshot::Endpoint;
 
     fn endpoints(ports: &[u16]) -> Vec<Endpoint> {
         ports

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::health::{Ejection, Review};
 use crate::publish::Hub;
+use crate::snapshot::Addresses;
 
 #[cfg(test)]
 mod tests;
@@ -186,7 +187,7 @@ struct Slot {
     candidates: Candidates,
     /// What `pick()` rotates over: the preferred addresses that are not ejected, or, when
     /// all of those are, the others that are not.
-    rotation: Arc<[SocketAddr]>,
+    rotation: Addresses,
     /// When every candidate is ejected: the one whose ejection ends first.
     fallback: Option<SocketAddr>,
     /// The first end of an ejection of a candidate, if any is ejected.
@@ -434,7 +435,7 @@ impl Picker {
             version: u64::MAX,
             generation: u64::MAX,
             candidates: Candidates::none(),
-            rotation: Arc::from(Vec::new()),
+            rotation: Addresses::from(Vec::new()),
             fallback: None,
             next_expiry: None,
             countdown: 1,
@@ -649,7 +650,7 @@ fn next_stride(stride: u32, since: Duration) -> u32 {
 fn rotation(
     candidates: &Candidates,
     ejected: &[(SocketAddr, Instant)],
-) -> (Arc<[SocketAddr]>, Option<SocketAddr>, Option<Instant>) {
+) -> (Addresses, Option<SocketAddr>, Option<Instant>) {
     let ejection = |addr: &SocketAddr| {
         ejected
             .binary_search_by(|(e, _)| e.cmp(addr))
@@ -680,7 +681,7 @@ fn rotation(
     } else {
         None
     };
-    (Arc::from(rotation), fallback, next_expiry)
+    (Addresses::from(rotation), fallback, next_expiry)
 }
 
 /// Failover for plain `std` code: `TcpStream::connect(&picker)` tries the addresses in

@@ -21,7 +21,12 @@ fn last(a: SocketAddr) -> u8 {
 }
 
 fn publish(hub: &Hub, lasts: &[u8]) {
-    hub.publish(lasts.iter().map(|o| Endpoint::bare(addr(*o))).collect());
+    hub.publish(
+        lasts
+            .iter()
+            .map(|o| Endpoint::bare(addr(*o)))
+            .collect::<Vec<_>>(),
+    );
 }
 
 fn hub_with(lasts: &[u8]) -> Arc<Hub> {
@@ -99,8 +104,8 @@ fn a_plain_picker_picks_from_the_snapshots_own_addresses() {
     let hub = hub_with(&[1, 2]);
     let snapshot = hub.current();
     let candidates = Prefs::default().candidates(&snapshot);
-    assert!(Arc::ptr_eq(&candidates.all, snapshot.addresses().shared()));
-    assert!(Arc::ptr_eq(&candidates.preferred, &candidates.all));
+    assert!(candidates.all.shares(&snapshot.addresses()));
+    assert!(candidates.preferred.shares(&candidates.all));
 }
 
 #[test]
@@ -387,14 +392,15 @@ fn std_connect_gets_every_address_healthy_ones_first_in_turn() {
 #[test]
 fn the_rotation_leaves_ejected_addresses_out_and_notes_when_the_first_ejection_ends() {
     let t = Instant::now();
-    let set = |lasts: &[u8]| -> Arc<[SocketAddr]> { lasts.iter().map(|l| addr(*l)).collect() };
+    let set =
+        |lasts: &[u8]| -> Addresses { lasts.iter().map(|l| addr(*l)).collect::<Vec<_>>().into() };
     let candidates = Candidates {
         all: set(&[1, 2, 3, 4]),
         preferred: set(&[1, 2]),
     };
     let secs = Duration::from_secs;
     let (turn, fallback, next) = rotation(&candidates, &[]);
-    assert!(Arc::ptr_eq(&turn, &candidates.preferred));
+    assert!(turn.shares(&candidates.preferred));
     assert_eq!((fallback, next), (None, None));
     // An ejected address that is not a candidate does not matter.
     let (turn, _, next) = rotation(&candidates, &[(addr(9), t)]);

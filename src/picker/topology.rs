@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::snapshot::{Endpoint, Snapshot};
+use crate::snapshot::{Addresses, Endpoint, Snapshot};
 
 /// Which IP family a [`Picker`](crate::Picker) picks from.
 ///
@@ -88,14 +88,14 @@ pub(crate) enum Rule {
 #[derive(Clone, Debug)]
 pub(crate) struct Candidates {
     /// Every address of the snapshot's endpoints in the picker's family, sorted.
-    pub all: Arc<[SocketAddr]>,
+    pub all: Addresses,
     /// The preferred ones among them, sorted; never empty unless `all` is.
-    pub preferred: Arc<[SocketAddr]>,
+    pub preferred: Addresses,
 }
 
 impl Candidates {
     pub(crate) fn none() -> Candidates {
-        let empty: Arc<[SocketAddr]> = Arc::from(Vec::new());
+        let empty = Addresses::from(Vec::new());
         Candidates {
             all: empty.clone(),
             preferred: empty,
@@ -108,7 +108,7 @@ impl Prefs {
     pub(crate) fn candidates(&self, snapshot: &Snapshot) -> Candidates {
         if self.family == IpFamily::Both && self.zone.is_none() && self.node.is_none() {
             // The plain picker: the snapshot's own addresses, shared, not copied.
-            let all = snapshot.addresses().shared().clone();
+            let all = snapshot.addresses();
             return Candidates {
                 preferred: all.clone(),
                 all,
@@ -119,7 +119,7 @@ impl Prefs {
             .iter()
             .filter(|e| self.family.admits(e.addr()))
             .collect();
-        let addrs = |es: &[&Endpoint]| -> Arc<[SocketAddr]> {
+        let addrs = |es: &[&Endpoint]| -> Addresses {
             es.iter().map(|e| e.addr()).collect::<Vec<_>>().into()
         };
         let all = addrs(&endpoints);

@@ -4,8 +4,15 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
+
+mod book;
+mod listing;
+
+pub(crate) use book::Book;
+pub use listing::Listing;
+pub(crate) use listing::{sort_and_dedup, Run};
 
 /// The conditions of an endpoint, as the API reports them.
 ///
@@ -285,25 +292,65 @@ impl fmt::Display for Endpoint {
 /// assert_eq!(addrs, resolver.snapshot().addresses());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Addresses(Arc<[SocketAddr]>);
+#[derive(Clone)]
+pub struct Addresses {
+    /// The addresses, then room for more: a publisher that holds the only reference writes
+    /// the next snapshot's addresses into it, instead of allocating (see `book.rs`).
+    buf: Arc<[SocketAddr]>,
+    len: usize,
+}
 
 impl Deref for Addresses {
     type Target = [SocketAddr];
+    #[inline]
     fn deref(&self) -> &[SocketAddr] {
-        &self.0
+        // `len` never exceeds the buffer; the whole buffer would be the answer otherwise.
+        self.buf.get(..self.len).unwrap_or(&self.buf)
+    }
+}
+
+impl PartialEq for Addresses {
+    fn eq(&self, other: &Addresses) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Addresses {}
+
+impl std::hash::Hash for Addresses {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
     }
 }
 
 impl fmt::Debug for Addresses {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 impl Addresses {
-    pub(crate) fn shared(&self) -> &Arc<[SocketAddr]> {
-        &self.0
+    /// Where the addresses are in memory, and how many the buffer there holds.
+    #[cfg(test)]
+    pub(crate) fn buffer(&self) -> (*const SocketAddr, usize) {
+        (Arc::as_ptr(&self.buf).cast(), self.buf.len())
+    }
+
+    /// Whether both are the same addresses in memory, not copies.
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &Addresses) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf) && self.len == other.len
+    }
+}
+
+impl From<Vec<SocketAddr>> for Addresses {
+    /// These addresses, as they are (the caller keeps them sorted where that matters).
+    fn from(addrs: Vec<SocketAddr>) -> Addresses {
+        let buf: Arc<[SocketAddr]> = Arc::from(addrs);
+        Addresses {
+            len: buf.len(),
+            buf,
+        }
     }
 }
 
@@ -342,9 +389,39 @@ pub struct Snapshot(Arc<Inner>);
 struct Inner {
     version: u64,
     addresses: Addresses,
-    endpoints: Vec<Endpoint>,
-    terminating: Vec<Endpoint>,
+    /// What the snapshot was made of: each object's listed endpoints.
+    listing: Listing,
+    /// The endpoints to use and the terminating ones, flattened from `listing` when first
+    /// asked for (a snapshot made from the previous one has only its addresses at first).
+    flat: OnceLock<Flat>,
+    /// How many endpoints are terminating, known without flattening.
+    terminating: usize,
     at: Option<SystemTime>,
+}
+
+/// The endpoints of a snapshot, one per address, sorted by address.
+struct Flat {
+    used: Vec<Endpoint>,
+    terminating: Vec<Endpoint>,
+}
+
+impl Flat {
+    /// The endpoints of `listed` (sorted, one per address) a snapshot uses, and its
+    /// terminating ones. The used ones are `listed` itself, filtered in place: a Service's
+    /// endpoints are cloned once, not twice.
+    fn of(mut listed: Vec<Endpoint>) -> Flat {
+        let any_ready = listed.iter().any(|e| e.conditions().ready);
+        let terminating = listed
+            .iter()
+            .filter(|e| e.conditions().terminating)
+            .cloned()
+            .collect();
+        listed.retain(|e| used(e.conditions(), any_ready));
+        Flat {
+            used: listed,
+            terminating,
+        }
+    }
 }
 
 /// Whether an endpoint with `conditions` is used, given whether any endpoint is ready: the
@@ -357,47 +434,67 @@ fn used(conditions: Conditions, any_ready: bool) -> bool {
     }
 }
 
-/// The endpoints of `listed` a snapshot uses, and its terminating ones.
-fn split(
-    listed: &[Endpoint],
-) -> (
-    impl Iterator<Item = &Endpoint>,
-    impl Iterator<Item = &Endpoint>,
-) {
-    let any_ready = listed.iter().any(|e| e.conditions().ready);
-    (
-        listed
-            .iter()
-            .filter(move |e| used(e.conditions(), any_ready)),
-        listed.iter().filter(|e| e.conditions().terminating),
-    )
-}
-
 impl Snapshot {
     /// The snapshot before the first resolution: version 0, empty.
     pub(crate) fn unresolved() -> Snapshot {
+        Snapshot::from_listing(0, Listing::default())
+    }
+
+    /// A snapshot of `listed`: the endpoints the API lists as ready or terminating (others
+    /// are left out), sorted and de-duplicated by address here.
+    #[cfg(test)]
+    pub(crate) fn new(version: u64, listed: &[Endpoint]) -> Snapshot {
+        Snapshot::from_listing(version, Listing::from(listed.to_vec()))
+    }
+
+    /// A snapshot of `listing`, flattened now.
+    pub(crate) fn from_listing(version: u64, listing: Listing) -> Snapshot {
+        let flat = Flat::of(listing.flatten());
+        let addresses = Addresses::from(flat.used.iter().map(Endpoint::addr).collect::<Vec<_>>());
+        let terminating = flat.terminating.len();
         Snapshot(Arc::new(Inner {
-            version: 0,
-            addresses: Addresses(Arc::from(Vec::new())),
-            endpoints: Vec::new(),
-            terminating: Vec::new(),
-            at: None,
+            version,
+            addresses,
+            listing,
+            flat: OnceLock::from(flat),
+            terminating,
+            at: (version > 0).then(SystemTime::now),
         }))
     }
 
-    /// A new snapshot of `listed`: the endpoints the API lists as ready or terminating,
-    /// sorted and de-duplicated by address (others are left out).
-    pub(crate) fn new(version: u64, listed: &[Endpoint]) -> Snapshot {
-        let (used, terminating) = split(listed);
-        let endpoints: Vec<Endpoint> = used.cloned().collect();
-        let addresses: Vec<SocketAddr> = endpoints.iter().map(Endpoint::addr).collect();
+    /// A snapshot of `listing` whose addresses in use and count of terminating endpoints
+    /// are known: its endpoints are flattened when first asked for.
+    fn listed(
+        version: u64,
+        listing: Listing,
+        addresses: Addresses,
+        terminating: usize,
+    ) -> Snapshot {
         Snapshot(Arc::new(Inner {
             version,
-            addresses: Addresses(Arc::from(addresses)),
-            endpoints,
-            terminating: terminating.cloned().collect(),
+            addresses,
+            listing,
+            flat: OnceLock::new(),
+            terminating,
             at: Some(SystemTime::now()),
         }))
+    }
+
+    fn flat(&self) -> &Flat {
+        self.0
+            .flat
+            .get_or_init(|| Flat::of(self.0.listing.flatten()))
+    }
+
+    /// Whether the endpoints were flattened (made from scratch, or asked for).
+    #[cfg(test)]
+    pub(crate) fn is_flat(&self) -> bool {
+        self.0.flat.get().is_some()
+    }
+
+    /// How many endpoints are terminating: `terminating().len()`, without flattening.
+    pub(crate) fn terminating_len(&self) -> usize {
+        self.0.terminating
     }
 
     /// The version: 0 before the first resolution, then +1 per published change.
@@ -437,7 +534,7 @@ impl Snapshot {
     /// [`addresses`](Self::addresses): the ready ones, or, while none is ready, those still
     /// serving while terminating (see [`Conditions`]).
     pub fn endpoints(&self) -> &[Endpoint] {
-        &self.0.endpoints
+        &self.flat().used
     }
 
     /// Every terminating endpoint the API lists, serving or not, sorted by address: pods
@@ -445,12 +542,12 @@ impl Snapshot {
     /// in [`endpoints`](Self::endpoints) too while no endpoint is ready and they still serve.
     /// Always empty with core/v1 Endpoints, which leave terminating pods out.
     pub fn terminating(&self) -> &[Endpoint] {
-        &self.0.terminating
+        &self.flat().terminating
     }
 
     /// The number of addresses to use.
     pub fn len(&self) -> usize {
-        self.0.endpoints.len()
+        self.0.addresses.len()
     }
 
     /// Whether there is no address to use.
@@ -476,7 +573,7 @@ impl Snapshot {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.0.endpoints.is_empty()
+        self.0.addresses.is_empty()
     }
 
     /// When this snapshot was published (`None` for the unresolved snapshot).
@@ -580,13 +677,6 @@ impl Snapshot {
                 }
             }
         }
-    }
-
-    /// Whether a snapshot of `listed` (as for [`Snapshot::new`]) would hold the same
-    /// endpoints as this one.
-    pub(crate) fn same_endpoints(&self, listed: &[Endpoint]) -> bool {
-        let (used, terminating) = split(listed);
-        used.eq(self.endpoints()) && terminating.eq(self.terminating())
     }
 }
 
