@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -55,8 +55,11 @@ pub(crate) struct WatchKey {
 }
 
 impl WatchKey {
-    /// A number for [`alone`](Self::alone): never equal to another.
+    /// A number for [`alone`](Self::alone): never equal to another. Only a resolver with
+    /// the testkit's publish observer asks for one.
+    #[cfg(any(test, feature = "testkit"))]
     pub(crate) fn unique() -> u64 {
+        use std::sync::atomic::AtomicU64;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         NEXT.fetch_add(1, Ordering::Relaxed)
     }
