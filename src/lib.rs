@@ -88,6 +88,7 @@
 #![deny(missing_docs)]
 
 mod backoff;
+mod base64;
 mod client;
 mod config;
 mod credentials;

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use super::base64::{decode_base64, encode_base64};
 use super::{Config, PemSource, TokenSpec};
+use crate::base64::{decode, encode, Alphabet};
 use crate::credentials::exec::{ClusterInfo, ExecSpec};
 use crate::util::printable;
 use crate::Error;
@@ -419,7 +419,7 @@ fn exec_cluster(server: &str, cluster: &Cluster, ca: Option<&[u8]>) -> serde_jso
     if let Some(pem) = ca.filter(|pem| !pem.is_empty()) {
         info.insert(
             "certificate-authority-data".into(),
-            encode_base64(pem).into(),
+            encode(pem, Alphabet::Standard).into(),
         );
     }
     if let Some(proxy) = cluster.proxy_url.as_deref().filter(|p| !p.is_empty()) {
@@ -448,7 +448,7 @@ fn pem_field(
     base: Option<&Path>,
 ) -> Result<Option<PemSource>, ()> {
     if let Some(data) = data.filter(|d| !d.is_empty()) {
-        return decode_base64(&data)
+        return decode(&data, Alphabet::Standard)
             .map(|pem| Some(PemSource::Pem(pem)))
             .ok_or(());
     }

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use crate::credentials::exec::ExecSpec;
 use crate::credentials::Secret;
 
-mod base64;
 mod discovery;
 mod kubeconfig;
 mod validate;

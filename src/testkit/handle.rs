@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::render;
 use super::server;
 use super::shared::{lock, ServerCore, Settings, TARGET};
 use super::store::ServerState;
 use super::tls::{self, TlsIdentity};
 use super::types::ChunkMode;
+use crate::base64::{self, Alphabet};
 
 /// Settings for a [`FakeApiServer`]; from [`FakeApiServer::builder`].
 ///
@@ -479,7 +479,7 @@ impl FakeApiServer {
     pub fn kubeconfig(&self) -> String {
         let mut cluster = serde_json::json!({ "server": self.url() });
         if self.core.settings.tls.is_some() {
-            let ca = render::base64(super::TEST_CA_PEM.as_bytes(), false);
+            let ca = base64::encode(super::TEST_CA_PEM.as_bytes(), Alphabet::Standard);
             cluster["certificate-authority-data"] = ca.into();
         }
         let user = match &self.core.lock().token {

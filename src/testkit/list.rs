@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::errors::StatusError;
-use super::render::{base64, list_json, URL_ALPHABET};
+use super::render::list_json;
 use super::select::Filter;
 use super::store::{Key, ServerState};
+use crate::base64::{decode, encode, Alphabet};
 
 /// The version a continue token carries, as the apiserver writes it.
 const TOKEN_VERSION: &str = "meta.k8s.io/v1";
@@ -72,23 +73,11 @@ pub(crate) fn decode_token(token: &str) -> Result<(i64, String), String> {
 
 /// base64url without padding, as Go's `base64.RawURLEncoding` writes it.
 fn base64url(bytes: &[u8]) -> String {
-    base64(bytes, true)
+    encode(bytes, Alphabet::Url)
 }
 
 fn unbase64url(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let v = URL_ALPHABET.iter().position(|a| *a == c)?;
-        acc = (acc << 6 | v as u32) & 0xffff;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    // What is left must be padding bits of a final partial group, all zero.
-    (bits < 6 && acc & ((1 << bits) - 1) == 0).then_some(out)
+    decode(text, Alphabet::Url)
 }
 
 fn rv_param(value: &str) -> Result<u64, StatusError> {

@@ -6,36 +6,6 @@ use serde_json::{Map, Value};
 use super::errors::status_json;
 use super::types::Resource;
 
-/// The base64url alphabet (`-` and `_` for `+` and `/`).
-pub(crate) const URL_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// base64 of `bytes`: standard with `=` padding (a kubeconfig's `*-data`), or, with `url`,
-/// the URL alphabet without padding (a continue token).
-pub(crate) fn base64(bytes: &[u8], url: bool) -> String {
-    let mut alphabet = *URL_ALPHABET;
-    if !url {
-        (alphabet[62], alphabet[63]) = (b'+', b'/');
-    }
-    let mut out = String::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        acc = (acc << 8 | u32::from(b)) & 0xffff;
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(char::from(alphabet[(acc >> bits) as usize & 63]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(alphabet[(acc << (6 - bits)) as usize & 63]));
-    }
-    while !url && out.len() % 4 != 0 {
-        out.push('=');
-    }
-    out
-}
-
 /// A JSON string literal.
 pub(crate) fn js(s: &str) -> String {
     Value::String(s.to_owned()).to_string()
@@ -130,29 +100,6 @@ mod tests {
 
     fn text(line: Vec<u8>) -> String {
         String::from_utf8(line).unwrap_or_default()
-    }
-
-    #[test]
-    fn base64_in_both_alphabets() {
-        // RFC 4648's test vectors.
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in vectors {
-            assert_eq!(base64(plain.as_bytes(), false), encoded);
-            assert_eq!(
-                base64(plain.as_bytes(), true),
-                encoded.trim_end_matches('=')
-            );
-        }
-        assert_eq!(base64(b"\xfb\xff\xfe", false), "+//+");
-        assert_eq!(base64(b"\xfb\xff\xfe", true), "-__-");
     }
 
     #[test]
