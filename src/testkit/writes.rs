@@ -204,6 +204,12 @@ fn current(st: &ServerState, path: &ApiPath) -> Option<Value> {
     st.objects.get(&(path.resource, ns, name)).cloned()
 }
 
+/// The stored state of the object `path` names, or the NotFound Status the server answers.
+fn existing(st: &ServerState, path: &ApiPath) -> Result<Value, StatusError> {
+    current(st, path)
+        .ok_or_else(|| StatusError::not_found(path.resource, path.name.as_deref().unwrap_or("")))
+}
+
 /// Stores `obj` as the update of `old`, the object `path` names: 200 with the new state.
 fn update(
     st: &mut ServerState,
@@ -243,9 +249,19 @@ pub(crate) fn create(
     body: &[u8],
     dry_run: bool,
 ) -> Result<Written, StatusError> {
+    let obj = decode(path, body)?;
+    create_object(st, path, obj, dry_run)
+}
+
+/// Creates `obj`, decoded from a POST or from a PUT that creates (see [`replace`]).
+fn create_object(
+    st: &mut ServerState,
+    path: &ApiPath,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Written, StatusError> {
     let resource = path.resource;
     let ns = path.namespace.as_deref().unwrap_or("");
-    let mut obj = decode(path, body)?;
     let name = match meta_str(&obj, "name") {
         "" => match meta_str(&obj, "generateName") {
             "" => {
@@ -318,7 +334,7 @@ pub(crate) fn replace(
             if let Some(m) = obj["metadata"].as_object_mut() {
                 m.remove("resourceVersion");
             }
-            return create(st, path, obj.to_string().as_bytes(), dry_run);
+            return create_object(st, path, obj, dry_run);
         }
         return Err(StatusError::not_found(resource, name));
     };
@@ -349,9 +365,7 @@ pub(crate) fn patch(
     };
     let diff: Value = serde_json::from_slice(body)
         .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?;
-    let Some(old) = current(st, path) else {
-        return Err(StatusError::not_found(resource, name));
-    };
+    let old = existing(st, path)?;
     check_resource_version(resource, name, &diff, &old)?;
     let obj = patch::apply(kind, &old, &diff);
     if !obj.is_object() || !obj["metadata"].is_object() {
@@ -384,9 +398,7 @@ pub(crate) fn delete(
     let resource = path.resource;
     let name = path.name.as_deref().unwrap_or("");
     let ns = path.namespace.as_deref().unwrap_or("");
-    let Some(old) = current(st, path) else {
-        return Err(StatusError::not_found(resource, name));
-    };
+    let old = existing(st, path)?;
     let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
